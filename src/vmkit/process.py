@@ -87,6 +87,14 @@ class Process(abc.ABC):
     def maps(self) -> str: ...
 
     @abc.abstractmethod
+    def smaps(self) -> str:
+        """The text of ``/proc/<pid>/smaps``: per-VMA figures (Rss, Pss, Locked...) and VmFlags."""
+
+    @abc.abstractmethod
+    def status(self) -> dict[str, str]:
+        """``/proc/<pid>/status`` as a dict of field to text (``{"VmLck": "4 kB", ...}``)."""
+
+    @abc.abstractmethod
     def fork(self) -> Process: ...
 
     # --- files ------------------------------------------------------------------------------

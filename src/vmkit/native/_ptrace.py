@@ -13,6 +13,7 @@ child); calls from another thread are refused with a clear error rather than an 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 import threading
@@ -138,11 +139,11 @@ class Tracee:
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = rdi, rsi, rdx, r10, r8, r9
         pid = self.pid
         if _libc.ptrace(PTRACE_SETREGS, pid, 0, self._regs_addr) == -1:
-            raise os_error(_libc.get_errno(), f"PTRACE_SETREGS on pid {pid}")
+            raise self._vanished("PTRACE_SETREGS")
         deliver = 0
         while True:
             if _libc.ptrace(PTRACE_CONT, pid, 0, deliver) == -1:
-                raise os_error(_libc.get_errno(), f"PTRACE_CONT on pid {pid}")
+                raise self._vanished("PTRACE_CONT")
             _, status = os.waitpid(pid, WALL)
             deliver = 0
             if not os.WIFSTOPPED(status):
@@ -165,6 +166,17 @@ class Tracee:
             if sig in _IGNORED_BY_DEFAULT or sig == signal.SIGSTOP:
                 continue
             deliver = sig
+
+    def _vanished(self, request: str) -> Exception:
+        """The error for a failed ptrace request: ProcessGone if the tracee died under us."""
+        err = _libc.get_errno()
+        if err != errno.ESRCH:
+            return os_error(err, f"{request} on pid {self.pid}")
+        _, status = os.waitpid(self.pid, WALL)  # killed from outside: collect how it ended
+        if os.WIFSTOPPED(status):
+            return os_error(err, f"{request} on pid {self.pid}")
+        self.exit_status = status
+        return ProcessGone(f"process {self.pid} {describe_status(status)}")
 
     def deliver_pending(self, rest: int) -> int | None:
         """Lets pending signals take effect from the rest point; returns the wait status if it died.

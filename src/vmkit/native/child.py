@@ -68,6 +68,7 @@ class NativeProcess(Process):
         self._mem = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self._state = {"reaped": False}
         self._dead_status: int | None = None
+        self._lost: ChildRuntimeLost | None = None
         self._finalizer = weakref.finalize(self, _kill_quietly, self.pid, self._state)
 
     # --- plumbing --------------------------------------------------------------------------
@@ -80,6 +81,8 @@ class NativeProcess(Process):
         )
 
     def _alive(self) -> None:
+        if self._lost is not None:
+            raise self._lost
         if self._dead_status is not None or self._t.exit_status is not None:
             status = self._dead_status if self._dead_status is not None else self._t.exit_status
             assert status is not None
@@ -91,7 +94,10 @@ class NativeProcess(Process):
         self._alive()
         fault = self._t.run(_runtime.SYSCALL_INSN, number, a1, a2, a3, a4, a5, a6)
         if fault is not None:
-            raise self._runtime_lost(fault)
+            if fault.rip != _runtime.SYSCALL_TRAP:
+                raise self._runtime_lost(fault)
+            # The call itself completed and removed the runtime: its result stands, later calls fail.
+            self._lost = self._runtime_lost(fault)
         rax: int = self._t.regs.rax
         if rax >= _ERRNO_FLOOR:
             raise os_error((1 << 64) - rax)

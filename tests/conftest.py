@@ -1,0 +1,82 @@
+"""The backend-agnostic fixtures: every test that takes ``proc`` runs once per backend.
+
+Like pyfakefs runs its suite on the real and the fake file system, ``proc`` is a fresh process of
+``vmkit.native`` (a real child under ptrace) and, once the model kernel exists, of ``vmkit.sim``.
+Tests assert the kernel's observable outcome only: return values, errno, maps() text, contents,
+faults, mincore vectors, smaps/status figures.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import vmkit
+from vmkit import native
+from vmkit.process import Process
+
+BACKENDS = ["native"]
+
+
+def spawn_process(backend: str) -> Process:
+    """A fresh process of ``backend`` with ASLR off."""
+    if backend == "native":
+        return native.spawn()
+    raise AssertionError(f"unknown backend {backend}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def proc(backend: str) -> Iterator[Process]:
+    """A fresh process of each backend, killed after the test."""
+    with spawn_process(backend) as p:
+        yield p
+
+
+@pytest.fixture
+def spawn(backend: str) -> Iterator[Callable[[], Process]]:
+    """A factory for more processes of the same backend (all killed after the test)."""
+    made: list[Process] = []
+
+    def make() -> Process:
+        p = spawn_process(backend)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.terminate()
+
+
+def _unique_path(directory: str) -> Iterator[str]:
+    path = f"{directory}/vmkit-test-{uuid.uuid4().hex}"
+    yield path
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+
+
+@pytest.fixture
+def file_path() -> Iterator[str]:
+    """A fresh path on an ext4-like file system (/tmp on our machines), removed afterwards."""
+    yield from _unique_path("/tmp")
+
+
+@pytest.fixture
+def shm_path() -> Iterator[str]:
+    """A fresh path on tmpfs (/dev/shm), removed afterwards."""
+    yield from _unique_path("/dev/shm")
+
+
+PAGE = vmkit.PAGE_SIZE
+RW = vmkit.PROT_READ | vmkit.PROT_WRITE
+PRIVATE_ANON = vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS
+SHARED_ANON = vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS
