@@ -77,6 +77,10 @@ def shm_path() -> Iterator[str]:
 
 
 PAGE = vmkit.PAGE_SIZE
+#: Where tests put MAP_FIXED work: far from the child's runtime (0x400000), the mmap(NULL) area
+#: (below 0x7ffff7fff000), the heap and the stack.  1 GiB, free in a fresh process.
+ARENA = 0x200000000
+ARENA_SIZE = 1 << 30
 RW = vmkit.PROT_READ | vmkit.PROT_WRITE
 PRIVATE_ANON = vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS
 SHARED_ANON = vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS
