@@ -1,0 +1,303 @@
+"""The model kernel's own file system: inodes with one page cache each, open files, paths.
+
+One page cache per inode is shared by every mapping of the file and by pread/pwrite, so MAP_SHARED
+mappings, read() and write() agree.  Kinds of inode, as the kernel's ``->mmap`` hooks treat them:
+
+* regular files on ``/tmp`` (ext4-like: a "disk" behind the cache; MAP_SYNC refused, as ext4
+  without DAX does) and ``/dev/shm`` (tmpfs: the cache is the storage);
+* shmem objects: memfd_create files (``/memfd:NAME (deleted)``) and the object behind each shared
+  anonymous mapping (``/dev/zero (deleted)``);
+* ``/dev/zero`` (a private mapping of it is anonymous memory that still names the device);
+* directories and pidfds (no ``->mmap``: ENODEV).
+
+Device numbers and the first inode numbers default to those of our machines (ext4 ``fe:00``, tmpfs
+``00:1b``, devtmpfs ``00:06``, the internal shmem mount ``00:01``).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmkit.errors import os_error
+from vmkit.flags import PAGE_SIZE
+from vmkit.sim.frames import pool
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A file system: its maps ``dev`` field and what its ``->mmap`` accepts."""
+
+    name: str
+    dev: str
+    has_disk: bool
+    refuses_map_sync: bool
+
+
+EXT4 = Mount("ext4", "fe:00", has_disk=True, refuses_map_sync=True)
+TMPFS = Mount("tmpfs", "00:1b", has_disk=False, refuses_map_sync=False)
+SHMEM = Mount("shmem", "00:01", has_disk=False, refuses_map_sync=False)
+DEVTMPFS = Mount("devtmpfs", "00:06", has_disk=False, refuses_map_sync=False)
+PROCFS = Mount("anon_inode", "00:0f", has_disk=False, refuses_map_sync=False)
+HUGETLBFS = Mount("hugetlbfs", "00:10", has_disk=False, refuses_map_sync=False)
+
+
+@dataclass(eq=False)
+class Inode:
+    """An inode and its page cache (``struct address_space``: index -> frame)."""
+
+    mount: Mount
+    ino: int
+    mode: int
+    uid: int = 0
+    size: int = 0
+    #: The path shown in maps (``d_path``); ``deleted`` appends " (deleted)".
+    path: str = ""
+    deleted: bool = False
+    cache: dict[int, int] = field(default_factory=dict)
+    #: Clean contents behind the cache of a disk file system, by page index.
+    disk: dict[int, bytes] = field(default_factory=dict)
+    #: Page-cache indexes written since the last write-back.
+    dirty: set[int] = field(default_factory=set)
+    kind: str = "reg"  # reg, dir, zero, pidfd
+    #: The process a pidfd refers to.
+    target: object = None
+
+    @property
+    def is_shmem(self) -> bool:
+        return self.mount in (TMPFS, SHMEM)
+
+    def maps_name(self) -> str:
+        return self.path + (" (deleted)" if self.deleted else "")
+
+    def pages(self) -> int:
+        """``DIV_ROUND_UP(i_size, PAGE_SIZE)``: page indexes at or past it fault with SIGBUS."""
+        return (self.size + PAGE_SIZE - 1) // PAGE_SIZE
+
+    # --- page cache ---------------------------------------------------------------------------
+
+    def find_page(self, index: int) -> int | None:
+        return self.cache.get(index)
+
+    def get_page(self, index: int) -> int:
+        """The cache frame for ``index``, reading it in (or zero-filling it) on a miss."""
+        frame = self.cache.get(index)
+        if frame is None:
+            frame = pool().alloc()
+            data = self.disk.get(index)
+            if data:
+                pool().write(frame, 0, data)
+            self.cache[index] = frame
+        return frame
+
+    def mark_dirty(self, index: int) -> None:
+        self.dirty.add(index)
+
+    def writeback(self, first: int = 0, last: int | None = None) -> None:
+        """Writes dirty cache pages in [first, last] to the disk (``filemap_write_and_wait``)."""
+        if not self.mount.has_disk:
+            self.dirty.clear()
+            return
+        for index in sorted(self.dirty):
+            if index >= first and (last is None or index <= last):
+                self.disk[index] = pool().read(self.cache[index], 0, PAGE_SIZE)
+                self.dirty.discard(index)
+
+    def drop_pages(self, first: int, last: int | None = None) -> None:
+        """Removes cache pages in [first, last] (truncation, hole punching)."""
+        for index in [i for i in self.cache if i >= first and (last is None or i <= last)]:
+            pool().put(self.cache.pop(index))
+            self.dirty.discard(index)
+            self.disk.pop(index, None)
+        for index in [i for i in self.disk if i >= first and (last is None or i <= last)]:
+            del self.disk[index]
+
+    def read(self, n: int, offset: int) -> bytes:
+        """``read_iter`` through the page cache (pages read become cached)."""
+        end = min(offset + n, self.size)
+        out = bytearray()
+        pos = offset
+        while pos < end:
+            index, inpage = divmod(pos, PAGE_SIZE)
+            take = min(PAGE_SIZE - inpage, end - pos)
+            out += pool().read(self.get_page(index), inpage, take)
+            pos += take
+        return bytes(out)
+
+    def write(self, data: bytes, offset: int) -> int:
+        """``write_iter`` through the page cache; extends the file."""
+        pos, done = offset, 0
+        while done < len(data):
+            index, inpage = divmod(pos, PAGE_SIZE)
+            take = min(PAGE_SIZE - inpage, len(data) - done)
+            frame = self.get_page(index)
+            pool().write(frame, inpage, data[done:done + take])
+            self.mark_dirty(index)
+            pos += take
+            done += take
+        self.size = max(self.size, offset + len(data))
+        return done
+
+
+@dataclass(eq=False)
+class OpenFile:
+    """``struct file``: an inode opened with some access mode (VMAs compare files by identity)."""
+
+    inode: Inode
+    flags: int
+
+    @property
+    def readable(self) -> bool:
+        return self.flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+
+class FileSystem:
+    """Paths to inodes for one model kernel, with ``/tmp`` (ext4), ``/dev/shm`` (tmpfs), ``/dev/zero``."""
+
+    def __init__(self) -> None:
+        self._ino = itertools.count(2146867)
+        self._shmem_ino = itertools.count(1123)
+        self.entries: dict[str, Inode] = {}
+        for path, mount in (("/", EXT4), ("/tmp", EXT4), ("/dev", DEVTMPFS), ("/dev/shm", TMPFS)):
+            self.entries[path] = Inode(mount, next(self._ino), stat.S_IFDIR | 0o1777, kind="dir", path=path)
+        self.entries["/dev/zero"] = Inode(DEVTMPFS, 4, stat.S_IFCHR | 0o666, kind="zero", path="/dev/zero")
+        #: Called with (inode, first page index) when a file shrinks: unmaps the pages beyond.
+        self.on_truncate: Callable[[Inode, int], None] = lambda inode, index: None
+
+    # --- paths --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _normal(path: str) -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return os.path.normpath(path)
+
+    def _parent(self, path: str) -> Inode:
+        parent = self.entries.get(os.path.dirname(path))
+        if parent is None:
+            raise os_error(errno.ENOENT, path)
+        if parent.kind != "dir":
+            raise os_error(errno.ENOTDIR, path)
+        return parent
+
+    def _mount_for(self, path: str) -> Mount:
+        return TMPFS if path.startswith("/dev/shm/") else EXT4
+
+    def lookup(self, path: str) -> Inode:
+        inode = self.entries.get(self._normal(path))
+        if inode is None:
+            self._parent(self._normal(path))
+            raise os_error(errno.ENOENT, path)
+        return inode
+
+    def open(self, path: str, flags: int, mode: int, uid: int, privileged: bool) -> OpenFile:
+        """open(2): O_CREAT, O_EXCL, O_TRUNC, O_DIRECTORY; permission bits against ``uid``."""
+        path = self._normal(path)
+        inode = self.entries.get(path)
+        if inode is None:
+            if not flags & os.O_CREAT:
+                self._parent(path)
+                raise os_error(errno.ENOENT, path)
+            parent = self._parent(path)
+            if not privileged and not self._may(parent, uid, write=True):
+                raise os_error(errno.EACCES, path)
+            inode = Inode(self._mount_for(path), next(self._ino), stat.S_IFREG | (mode & 0o7777),
+                          uid=uid, path=path)
+            self.entries[path] = inode
+        elif flags & os.O_CREAT and flags & os.O_EXCL:
+            raise os_error(errno.EEXIST, path)
+        if flags & os.O_DIRECTORY and inode.kind != "dir":
+            raise os_error(errno.ENOTDIR, path)
+        access = flags & os.O_ACCMODE
+        if inode.kind == "dir" and access != os.O_RDONLY:
+            raise os_error(errno.EISDIR, path)
+        if not privileged:
+            if access in (os.O_RDONLY, os.O_RDWR) and not self._may(inode, uid, write=False):
+                raise os_error(errno.EACCES, path)
+            if access in (os.O_WRONLY, os.O_RDWR) and not self._may(inode, uid, write=True):
+                raise os_error(errno.EACCES, path)
+        if flags & os.O_TRUNC and inode.kind == "reg" and access != os.O_RDONLY:
+            self.truncate(inode, 0)
+        return OpenFile(inode, flags)
+
+    @staticmethod
+    def _may(inode: Inode, uid: int, write: bool) -> bool:
+        bits = inode.mode >> 6 if inode.uid == uid else inode.mode
+        return bool(bits & (0o2 if write else 0o4))
+
+    def mkdir(self, path: str, mode: int, uid: int) -> None:
+        path = self._normal(path)
+        if path in self.entries:
+            raise os_error(errno.EEXIST, path)
+        self._parent(path)
+        self.entries[path] = Inode(self._mount_for(path), next(self._ino), stat.S_IFDIR | mode,
+                                   uid=uid, kind="dir", path=path)
+
+    def unlink(self, path: str) -> None:
+        path = self._normal(path)
+        inode = self.lookup(path)
+        if inode.kind == "dir":
+            raise os_error(errno.EISDIR, path)
+        del self.entries[path]
+        inode.deleted = True
+
+    def truncate(self, inode: Inode, length: int) -> None:
+        """``truncate_setsize`` + ``truncate_pagecache``: pages past the new end leave the cache and
+        every mapping (private copies included); the partial last page is zeroed past the end."""
+        old = inode.size
+        inode.size = length
+        if length < old:
+            first_gone = (length + PAGE_SIZE - 1) // PAGE_SIZE
+            self.on_truncate(inode, first_gone)
+            inode.drop_pages(first_gone)
+            tail = length % PAGE_SIZE
+            if tail:
+                index = length // PAGE_SIZE
+                frame = inode.find_page(index)
+                if frame is not None:
+                    pool().zero(frame, tail, PAGE_SIZE - tail)
+                if index in inode.disk:
+                    inode.disk[index] = inode.disk[index][:tail] + bytes(PAGE_SIZE - tail)
+
+    # --- objects without a path -----------------------------------------------------------------
+
+    def memfd(self, name: str) -> Inode:
+        return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, path=f"/memfd:{name}", deleted=True)
+
+    def shmem_zero(self, size: int) -> Inode:
+        """``shmem_zero_setup``: the object behind a shared anonymous mapping."""
+        return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, size=size,
+                     path="/dev/zero", deleted=True)
+
+    def hugetlb_file(self, size: int) -> Inode:
+        """``hugetlb_file_setup``: the object behind an anonymous MAP_HUGETLB mapping."""
+        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o600, size=size,
+                     path="/anon_hugepage", deleted=True)
+
+    def pidfd(self, target: object) -> Inode:
+        return Inode(PROCFS, 0, 0o600, kind="pidfd", path="anon_inode:[pidfd]", target=target)
+
+    def import_host(self, host_path: str, path: str | None = None) -> Inode:
+        """Copies a host file into the model, read-only (mode 0o555), at ``path`` (default: same)."""
+        data = Path(host_path).read_bytes()
+        path = self._normal(path or host_path)
+        directory = os.path.dirname(path)
+        parts = directory.strip("/").split("/") if directory != "/" else []
+        for i in range(1, len(parts) + 1):
+            d = "/" + "/".join(parts[:i])
+            if d not in self.entries:
+                self.entries[d] = Inode(EXT4, next(self._ino), stat.S_IFDIR | 0o755, kind="dir", path=d)
+        inode = Inode(EXT4, next(self._ino), stat.S_IFREG | 0o555, path=path, size=len(data))
+        for index in range(0, len(data), PAGE_SIZE):
+            inode.disk[index // PAGE_SIZE] = data[index:index + PAGE_SIZE].ljust(PAGE_SIZE, b"\0")
+        self.entries[path] = inode
+        return inode

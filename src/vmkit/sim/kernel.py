@@ -1,0 +1,240 @@
+"""``vmkit.sim.Kernel``: a model machine — tunables, processes, credentials, limits, files.
+
+The tunables default to our machines (Linux 6.18 x86-64: ``vm.max_map_count`` 65530,
+``vm.mmap_min_addr`` 4096, heuristic overcommit, 24 GiB of RAM and no swap, an 8 MiB stack limit,
+a 256-page stack guard gap, no hugetlb pool, ASLR off unless asked for).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import random
+import resource
+import signal
+from dataclasses import dataclass, field
+
+from vmkit.errors import ProcessGone, os_error
+from vmkit.flags import CAPABILITIES, PAGE_SIZE, TASK_SIZE, page_align
+from vmkit.sim.fs import FileSystem, OpenFile
+from vmkit.sim.mm import MemoryManager
+
+RLIM_INFINITY = (1 << 64) - 1
+_RLIMIT_NAMES = {
+    resource.RLIMIT_MEMLOCK: "RLIMIT_MEMLOCK", resource.RLIMIT_AS: "RLIMIT_AS",
+    resource.RLIMIT_DATA: "RLIMIT_DATA", resource.RLIMIT_STACK: "RLIMIT_STACK",
+}
+#: Every capability of root on our machines: all but CAP_SYS_RESOURCE (machine-facts §1).
+ROOT_CAPS = frozenset(CAPABILITIES) - {"CAP_SYS_RESOURCE"}
+
+
+@dataclass
+class Credentials:
+    """``struct cred``: ids and capability sets."""
+
+    ruid: int = 0
+    euid: int = 0
+    suid: int = 0
+    rgid: int = 0
+    egid: int = 0
+    sgid: int = 0
+    effective: frozenset[str] = ROOT_CAPS
+    permitted: frozenset[str] = ROOT_CAPS
+
+
+@dataclass
+class Task:
+    """A model process's kernel side: pid, credentials, limits, fds, its mm and life state."""
+
+    kernel: Kernel
+    pid: int
+    mm: MemoryManager
+    cred: Credentials = field(default_factory=Credentials)
+    rlimits: dict[str, list[int]] = field(default_factory=dict)
+    fds: dict[int, OpenFile] = field(default_factory=dict)
+    dumpable: bool = True
+    parent: Task | None = None
+    #: None while alive; the wait status once it died (a zombie until reaped).
+    exit_status: int | None = None
+    reaped: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_status is None
+
+    def capable(self, cap: str) -> bool:
+        return cap in self.cred.effective
+
+    def rlimit_cur(self, name: str) -> int:
+        return self.rlimits[name][0]
+
+    def mlock_ok(self, mm: MemoryManager, pages: int) -> bool:
+        """``mlock_future_ok``: locked_vm + pages within RLIMIT_MEMLOCK, or CAP_IPC_LOCK."""
+        if self.capable("CAP_IPC_LOCK"):
+            return True
+        return (mm.locked_vm + pages) << 12 <= self.rlimit_cur("RLIMIT_MEMLOCK")
+
+    def can_do_mlock(self) -> bool:
+        """``can_do_mlock``: a nonzero RLIMIT_MEMLOCK or CAP_IPC_LOCK."""
+        return self.capable("CAP_IPC_LOCK") or self.rlimit_cur("RLIMIT_MEMLOCK") != 0
+
+    def install_fd(self, file: OpenFile) -> int:
+        fd = next(i for i in itertools.count() if i not in self.fds)
+        self.fds[fd] = file
+        return fd
+
+    def file(self, fd: int) -> OpenFile:
+        file = self.fds.get(fd)
+        if file is None:
+            raise os_error(errno.EBADF)
+        return file
+
+
+#: The layout of a fresh ``vmkit.native.spawn()`` child, which ``Kernel.spawn()`` reproduces.
+NATIVE_CHILD_MAPS = """\
+00400000-00500000 rwxp 00000000 00:00 0 
+7ffff7ff7000-7ffff7ffb000 r--p 00000000 00:00 0                          [vvar]
+7ffff7ffb000-7ffff7ffd000 r--p 00000000 00:00 0                          [vvar_vclock]
+7ffff7ffd000-7ffff7fff000 r-xp 00000000 00:00 0                          [vdso]
+7ffffffde000-7ffffffff000 rw-p 00000000 00:00 0                          [stack]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+"""
+NATIVE_CHILD_BRK = 0x500000
+
+
+class Kernel:
+    """A model machine.  ``kernel.spawn()`` gives a process; ``kernel.fs`` is its file system."""
+
+    def __init__(self, *, max_map_count: int = 65530, mmap_min_addr: int = PAGE_SIZE,
+                 stack_rlimit: int = 8 << 20, memlock_rlimit: int = 8 << 20,
+                 overcommit_memory: int = 0, overcommit_ratio: int = 50,
+                 total_ram: int = 24684084 * 1024, swap: int = 0, aslr: bool = False,
+                 seed: int | None = None, legacy_va_layout: bool = False,
+                 stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0) -> None:
+        self.max_map_count = max_map_count
+        self.mmap_min_addr = mmap_min_addr
+        self.stack_rlimit = stack_rlimit
+        self.memlock_rlimit = memlock_rlimit
+        self.overcommit_memory = overcommit_memory
+        self.overcommit_ratio = overcommit_ratio
+        self.total_ram = total_ram
+        self.swap = swap
+        self.aslr = aslr
+        self.random = random.Random(seed)
+        self.legacy_va_layout = legacy_va_layout
+        self.stack_guard_gap = stack_guard_gap
+        self.hugetlb_pages = hugetlb_pages
+        self.fs = FileSystem()
+        self.fs.on_truncate = self._unmap_truncated
+        self.tasks: dict[int, Task] = {}
+        self._pids = itertools.count(1000)
+
+    # --- layout ---------------------------------------------------------------------------------
+
+    def mmap_base(self) -> int:
+        """``mmap_base`` (arch/x86/mm/mmap.c): below the stack's gap, which is clamped to
+        [128 MiB, 5/6 of the address space]."""
+        gap = self.stack_rlimit if self.stack_rlimit != RLIM_INFINITY else TASK_SIZE
+        gap += self.stack_guard_gap + ((0x3FFFFF << 12) if self.aslr else 0)
+        gap = min(max(gap, 128 << 20), TASK_SIZE // 6 * 5)
+        rnd = (self.random.getrandbits(28) << 12) if self.aslr else 0
+        return page_align(TASK_SIZE - gap - rnd)
+
+    def mmap_legacy_base(self) -> int:
+        rnd = (self.random.getrandbits(28) << 12) if self.aslr else 0
+        return page_align(TASK_SIZE // 3) + rnd
+
+    def vm_enough_memory(self, pages: int) -> bool:
+        """``__vm_enough_memory`` (mm/util.c): mode 0 refuses one request beyond RAM + swap, mode 1
+        never refuses, mode 2 keeps the commit limit."""
+        if self.overcommit_memory == 1:
+            return True
+        if self.overcommit_memory == 0:
+            return pages << 12 <= self.total_ram + self.swap
+        raise NotImplementedError("overcommit mode 2 (strict commit accounting) is not modelled")
+
+    # --- processes ------------------------------------------------------------------------------
+
+    def _new_task(self, parent: Task | None) -> Task:
+        pid = next(self._pids)
+        task = Task(self, pid, MemoryManager(self), parent=parent)
+        task.mm.task = task
+        task.rlimits = {
+            "RLIMIT_MEMLOCK": [self.memlock_rlimit, self.memlock_rlimit],
+            "RLIMIT_AS": [RLIM_INFINITY, RLIM_INFINITY],
+            "RLIMIT_DATA": [RLIM_INFINITY, RLIM_INFINITY],
+            "RLIMIT_STACK": [self.stack_rlimit, RLIM_INFINITY],
+        }
+        self.tasks[pid] = task
+        return task
+
+    def spawn(self, maps: str | None = None, brk: int | None = None):  # type: ignore[no-untyped-def]
+        """A new process.  Without ``maps`` its layout is that of a fresh ``vmkit.native.spawn()``
+        child; with a ``/proc/<pid>/maps`` text it copies that layout (``brk`` gives its break)."""
+        from vmkit.sim.layout import build_layout
+        from vmkit.sim.process import SimProcess
+
+        task = self._new_task(None)
+        if maps is None:
+            maps, brk = NATIVE_CHILD_MAPS, NATIVE_CHILD_BRK
+        build_layout(task, maps, brk)
+        return SimProcess(task)
+
+    def fork(self, parent: Task) -> Task:
+        child = self._new_task(parent)
+        child.cred = Credentials(**vars(parent.cred))
+        child.rlimits = {k: list(v) for k, v in parent.rlimits.items()}
+        child.fds = dict(parent.fds)
+        child.dumpable = parent.dumpable
+        parent.mm.dup(child.mm)
+        return child
+
+    def find_task(self, pid: int) -> Task:
+        task = self.tasks.get(pid)
+        if task is None or task.reaped:
+            raise os_error(errno.ESRCH)
+        return task
+
+    def exit_task(self, task: Task, status: int) -> None:
+        """The process dies: its memory goes, it stays a zombie until reaped."""
+        if task.exit_status is not None:
+            return
+        task.exit_status = status
+        task.mm.exit_mmap()
+        task.fds.clear()
+
+    def reap(self, task: Task) -> int:
+        if task.reaped:
+            raise ChildProcessError(f"process {task.pid} was already reaped")
+        if task.exit_status is None:
+            raise ChildProcessError(f"process {task.pid} is alive and never exits by itself: kill it before wait()")
+        task.reaped = True
+        del self.tasks[task.pid]
+        return task.exit_status
+
+    def _unmap_truncated(self, inode: object, first_index: int) -> None:
+        """``unmap_mapping_range(..., even_cows=1)``: pages at or past ``first_index`` of the file
+        leave every mapping, private copies included."""
+        for task in self.tasks.values():
+            mm = task.mm
+            for vma in mm.file_vmas(inode):  # type: ignore[arg-type]
+                if vma.anonymous:
+                    continue
+                first_addr = vma.start + max(0, first_index - vma.pgoff) * PAGE_SIZE
+                if first_addr < vma.end:
+                    mm.zap_range(first_addr, vma.end)
+
+    def signal(self, task: Task, sig: int) -> None:
+        """Delivers ``sig`` with its default action (the model runs no handlers)."""
+        if not task.alive:
+            raise ProcessGone(f"process {task.pid} is gone")
+        if sig == 0:
+            return
+        if sig in (signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT):
+            return
+        if sig in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            raise NotImplementedError("job-control stop signals are not supported by vmkit processes")
+        self.exit_task(task, sig)
+
+
+__all__ = ["Credentials", "Kernel", "NATIVE_CHILD_BRK", "NATIVE_CHILD_MAPS", "Task", "_RLIMIT_NAMES"]

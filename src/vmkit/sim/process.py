@@ -1,0 +1,297 @@
+""":class:`SimProcess`: the api.md ``Process`` of a model process, delegating to the syscall modules.
+
+Each memory-management call lives in its own module (one home per rule): ``sys_mmap`` (mmap, munmap,
+brk), ``sys_mprotect``, ``sys_mremap``, ``sys_madvise``, ``sys_mincore``, ``sys_mlock``,
+``sys_msync``, ``sys_process_vm``; files, signals, limits and credentials are in ``sys_task``.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from vmkit.errors import ProcessGone, os_error
+from vmkit.flags import caps_to_mask, mask_to_caps
+from vmkit.process import Iov, Process
+from vmkit.sim import procfs, sys_mmap
+from vmkit.sim.frames import pool
+from vmkit.sim.kernel import Task
+
+
+def _missing(what: str) -> NotImplementedError:
+    return NotImplementedError(f"vmkit.sim does not implement {what} yet")
+
+
+class SimProcess(Process):
+    """A process of a :class:`vmkit.sim.Kernel`."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.pid = task.pid
+        self.kernel = task.kernel
+
+    def _live(self) -> Task:
+        task = self.task
+        if not task.alive:
+            raise ProcessGone(f"process {task.pid} is gone (status {task.exit_status})")
+        return task
+
+    # --- memory-management system calls ---------------------------------------------------
+
+    def mmap(self, addr: int | None, length: int, prot: int, flags: int, fd: int = -1,
+             offset: int = 0) -> int:
+        return sys_mmap.sys_mmap(self._live(), addr or 0, length, prot, flags, fd, offset)
+
+    def munmap(self, addr: int, length: int) -> None:
+        sys_mmap.sys_munmap(self._live(), addr, length)
+
+    def brk(self, addr: int) -> int:
+        return sys_mmap.sys_brk(self._live(), addr)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        from vmkit.sim import sys_mprotect
+
+        sys_mprotect.sys_mprotect(self._live(), addr, length, prot)
+
+    def mremap(self, old_address: int, old_size: int, new_size: int, flags: int = 0,
+               new_address: int | None = None) -> int:
+        raise _missing("mremap")
+
+    def msync(self, addr: int, length: int, flags: int) -> None:
+        raise _missing("msync")
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        raise _missing("madvise")
+
+    def mincore(self, addr: int, length: int) -> bytes:
+        raise _missing("mincore")
+
+    def mlock(self, addr: int, length: int) -> None:
+        raise _missing("mlock")
+
+    def mlock2(self, addr: int, length: int, flags: int = 0) -> None:
+        raise _missing("mlock2")
+
+    def munlock(self, addr: int, length: int) -> None:
+        raise _missing("munlock")
+
+    def mlockall(self, flags: int) -> None:
+        raise _missing("mlockall")
+
+    def munlockall(self) -> None:
+        raise _missing("munlockall")
+
+    def process_vm_readv(self, pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
+        raise _missing("process_vm_readv")
+
+    def process_vm_writev(self, pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
+        raise _missing("process_vm_writev")
+
+    def process_madvise(self, pidfd: int, iov: Iov, advice: int, flags: int = 0) -> int:
+        raise _missing("process_madvise")
+
+    def process_mrelease(self, pidfd: int, flags: int = 0) -> None:
+        raise _missing("process_mrelease")
+
+    # --- CPU accesses --------------------------------------------------------------------------
+
+    def read(self, addr: int, n: int) -> bytes:
+        if n <= 0:
+            return b""
+        out = bytearray(n)
+        view = pool().view
+
+        def visit(frame: int, offset: int, done: int, take: int) -> None:
+            start = frame * 4096 + offset
+            out[done:done + take] = view[start:start + take]
+
+        self._live().mm.access(addr, n, False, visit)
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        data = bytes(data)
+        if not data:
+            return
+        view = pool().view
+
+        def visit(frame: int, offset: int, done: int, take: int) -> None:
+            start = frame * 4096 + offset
+            view[start:start + take] = data[done:done + take]
+
+        self._live().mm.access(addr, len(data), True, visit)
+
+    # --- introspection ---------------------------------------------------------------------------
+
+    def maps(self) -> str:
+        return procfs.maps(self._live())
+
+    def smaps(self) -> str:
+        return procfs.smaps(self._live())
+
+    def status(self) -> dict[str, str]:
+        return procfs.status(self._live())
+
+    def fork(self) -> SimProcess:
+        return SimProcess(self.kernel.fork(self._live()))
+
+    # --- files -------------------------------------------------------------------------------------
+
+    def _privileged(self, task: Task) -> bool:
+        return task.capable("CAP_DAC_OVERRIDE")
+
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        task = self._live()
+        file = self.kernel.fs.open(path, flags, mode, task.cred.euid, self._privileged(task))
+        return task.install_fd(file)
+
+    def close(self, fd: int) -> None:
+        task = self._live()
+        task.file(fd)
+        del task.fds[fd]
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        task = self._live()
+        file = task.file(fd)
+        if length < 0:
+            raise os_error(errno.EINVAL)
+        if file.inode.kind != "reg" or not file.writable:
+            raise os_error(errno.EINVAL if file.inode.kind != "reg" else errno.EINVAL)
+        self.kernel.fs.truncate(file.inode, length)
+
+    def pread(self, fd: int, n: int, offset: int) -> bytes:
+        file = self._live().file(fd)
+        if not file.readable:
+            raise os_error(errno.EBADF)
+        if file.inode.kind == "dir":
+            raise os_error(errno.EISDIR)
+        if offset < 0:
+            raise os_error(errno.EINVAL)
+        return file.inode.read(n, offset)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        file = self._live().file(fd)
+        if not file.writable:
+            raise os_error(errno.EBADF)
+        if offset < 0:
+            raise os_error(errno.EINVAL)
+        return file.inode.write(bytes(data), offset)
+
+    def mkdir(self, path: str, mode: int = 0o700) -> None:
+        self.kernel.fs.mkdir(path, mode, self._live().cred.euid)
+
+    def unlink(self, path: str) -> None:
+        self._live()
+        self.kernel.fs.unlink(path)
+
+    def memfd_create(self, name: str, flags: int = 0) -> int:
+        from vmkit.sim.fs import OpenFile
+
+        task = self._live()
+        if flags & ~0x1F:
+            raise os_error(errno.EINVAL)
+        if flags & 0x4:
+            raise _missing("memfd_create(MFD_HUGETLB)")
+        return task.install_fd(OpenFile(self.kernel.fs.memfd(name), 2))
+
+    def pidfd_open(self, pid: int) -> int:
+        from vmkit.sim.fs import OpenFile
+
+        task = self._live()
+        target = self.kernel.find_task(pid)
+        return task.install_fd(OpenFile(self.kernel.fs.pidfd(target), 0))
+
+    # --- signals, limits, credentials ---------------------------------------------------------------
+
+    def kill(self, sig: int) -> None:
+        self.kernel.signal(self._live(), sig)
+
+    def wait(self) -> int:
+        return self.kernel.reap(self.task)
+
+    def getrlimit(self, res: int) -> tuple[int, int]:
+        from vmkit.sim.kernel import _RLIMIT_NAMES, RLIM_INFINITY
+
+        name = _RLIMIT_NAMES.get(res)
+        if name is None:
+            raise _missing(f"resource {res}") if 0 <= res < 16 else os_error(errno.EINVAL)
+        soft, hard = self._live().rlimits[name]
+        return (-1 if soft == RLIM_INFINITY else soft, -1 if hard == RLIM_INFINITY else hard)
+
+    def setrlimit(self, res: int, limits: tuple[int, int]) -> None:
+        from vmkit.sim.kernel import _RLIMIT_NAMES
+
+        task = self._live()
+        name = _RLIMIT_NAMES.get(res)
+        if name is None:
+            raise _missing(f"resource {res}") if 0 <= res < 16 else os_error(errno.EINVAL)
+        soft, hard = (v & ((1 << 64) - 1) for v in limits)
+        if soft > hard:
+            raise os_error(errno.EINVAL)
+        if hard > task.rlimits[name][1] and not task.capable("CAP_SYS_RESOURCE"):
+            raise os_error(errno.EPERM)
+        task.rlimits[name] = [soft, hard]
+
+    def setresuid(self, r: int, e: int, s: int) -> None:
+        """setresuid(2) with the capability rules of ``cap_emulate_setxuid`` (capabilities(7))."""
+        task = self._live()
+        cred = task.cred
+        old = (cred.ruid, cred.euid, cred.suid)
+        new = tuple(o if v in (-1, 0xFFFFFFFF) else v for v, o in zip((r, e, s), old))
+        if not task.capable("CAP_SETUID") and any(v not in old for v, given in zip(new, (r, e, s))
+                                                  if given not in (-1, 0xFFFFFFFF)):
+            raise os_error(errno.EPERM)
+        cred.ruid, cred.euid, cred.suid = new
+        before = cred.effective | cred.permitted
+        if 0 in old and 0 not in new:
+            cred.effective = cred.permitted = frozenset()
+        elif old[1] == 0 and new[1] != 0:
+            cred.effective = frozenset()
+        elif old[1] != 0 and new[1] == 0:
+            cred.effective = cred.permitted
+        # commit_creds: a changed euid (fsuid follows it) or gained capabilities drop dumpability
+        if new[1] != old[1] or not (cred.effective | cred.permitted) <= before:
+            task.dumpable = False
+
+    def setresgid(self, r: int, e: int, s: int) -> None:
+        task = self._live()
+        cred = task.cred
+        old = (cred.rgid, cred.egid, cred.sgid)
+        new = tuple(o if v in (-1, 0xFFFFFFFF) else v for v, o in zip((r, e, s), old))
+        if not task.capable("CAP_SETGID") and any(v not in old for v, given in zip(new, (r, e, s))
+                                                  if given not in (-1, 0xFFFFFFFF)):
+            raise os_error(errno.EPERM)
+        cred.rgid, cred.egid, cred.sgid = new
+        if new[1] != old[1]:
+            task.dumpable = False
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self._live().cred.effective
+
+    @capabilities.setter
+    def capabilities(self, names: set[str] | frozenset[str]) -> None:
+        task = self._live()
+        wanted = mask_to_caps(caps_to_mask(set(names)))
+        if not wanted <= task.cred.permitted:
+            raise os_error(errno.EPERM)
+        task.cred.effective = task.cred.permitted = wanted
+
+    @property
+    def dumpable(self) -> bool:
+        return self._live().dumpable
+
+    @dumpable.setter
+    def dumpable(self, value: bool) -> None:
+        self._live().dumpable = bool(value)
+
+    # --- life cycle ------------------------------------------------------------------------------------
+
+    def terminate(self) -> None:
+        task = self.task
+        if task.reaped:
+            return
+        if task.alive:
+            self.kernel.exit_task(task, 9)
+        self.kernel.reap(task)
+
+    def __repr__(self) -> str:
+        return f"<vmkit.sim process {self.pid} {'alive' if self.task.alive else 'dead'}>"

@@ -1,0 +1,300 @@
+"""mmap, munmap and brk: argument checks in the kernel's order, over the address-space engine.
+
+Sources: arch/x86/kernel/sys_x86_64.c ``sys_mmap``; mm/mmap.c ``ksys_mmap_pgoff``, ``do_mmap``,
+``__mmap_region`` (6.12 layout, 6.18 behaviour), ``__vm_munmap``, ``brk``.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from vmkit.errors import BusError, Fault, os_error
+from vmkit.flags import PAGE_SIZE, TASK_SIZE, Map
+from vmkit.sim.fs import OpenFile
+from vmkit.sim.vma import Vma
+from vmkit.sim.vmflags import (
+    VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_GROWSDOWN, VM_HUGETLB, VM_IO,
+    VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
+    VM_NORESERVE, VM_PFNMAP, VM_SHARED, VM_WIPEONFORK, VM_WRITE, VM_DATA_DEFAULT_FLAGS,
+    calc_vm_flag_bits, calc_vm_prot_bits,
+)
+
+if TYPE_CHECKING:
+    from vmkit.sim.kernel import Task
+
+MASK64 = (1 << 64) - 1
+#: ``LEGACY_MAP_MASK`` (include/linux/mman.h): the flags MAP_SHARED_VALIDATE accepts.
+LEGACY_MAP_MASK = (
+    Map.MAP_SHARED | Map.MAP_PRIVATE | Map.MAP_FIXED | Map.MAP_ANONYMOUS | Map.MAP_DENYWRITE
+    | Map.MAP_EXECUTABLE | Map.MAP_UNINITIALIZED | Map.MAP_GROWSDOWN | Map.MAP_LOCKED
+    | Map.MAP_NORESERVE | Map.MAP_POPULATE | Map.MAP_NONBLOCK | Map.MAP_STACK | Map.MAP_HUGETLB
+    | Map.MAP_32BIT | Map.MAP_ABOVE4G | (0x3F << 26)
+)
+#: Huge page sizes this machine has (``hstate_sizelog``): the default (0), 2 MiB and 1 GiB.
+HUGE_SIZES = {0: 2 << 20, 21: 2 << 20, 30: 1 << 30}
+
+
+def page_align(n: int) -> int:
+    """``PAGE_ALIGN`` on an unsigned long: wraps to 0 past 2**64."""
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & MASK64
+
+
+def sys_mmap(task: Task, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+    """mmap(2) on x86-64: ``sys_mmap`` → ``ksys_mmap_pgoff`` → ``do_mmap``."""
+    addr, length, offset = addr & MASK64, length & MASK64, offset & MASK64
+    prot &= 0xFFFFFFFF
+    flags &= 0xFFFFFFFF
+    if offset & (PAGE_SIZE - 1):
+        raise os_error(errno.EINVAL)
+    pgoff = offset >> 12
+    file: OpenFile | None = None
+    hugetlb = False
+    if not flags & Map.MAP_ANONYMOUS:
+        file = task.file(fd if fd < (1 << 31) else fd - (1 << 32))
+        if flags & Map.MAP_HUGETLB:
+            raise os_error(errno.EINVAL)
+    elif flags & Map.MAP_HUGETLB:
+        size = HUGE_SIZES.get((flags >> 26) & 0x3F)
+        if size is None:
+            raise os_error(errno.EINVAL)
+        length = (length + size - 1) & ~(size - 1) & MASK64
+        hugetlb = True
+    return do_mmap(task, file, addr, length, prot, flags, pgoff, hugetlb)
+
+
+def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int, flags: int,
+            pgoff: int, hugetlb: bool = False) -> int:
+    """``do_mmap`` (mm/mmap.c), checks in its order."""
+    mm = task.mm
+    kernel = task.kernel
+    if not length:
+        raise os_error(errno.EINVAL)
+    if flags & Map.MAP_FIXED_NOREPLACE:
+        flags |= Map.MAP_FIXED
+    if not flags & Map.MAP_FIXED:
+        addr &= ~(PAGE_SIZE - 1)
+        if addr and addr < kernel.mmap_min_addr:
+            addr = page_align(kernel.mmap_min_addr)
+    length = page_align(length)
+    if not length:
+        raise os_error(errno.ENOMEM)
+    if pgoff + (length >> 12) > MASK64:
+        raise os_error(errno.EOVERFLOW)
+    if mm.map_count > kernel.max_map_count:
+        raise os_error(errno.ENOMEM)
+    vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
+                | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+    addr = mm.get_unmapped_area(file, addr, length, pgoff if file is not None else 0, flags)
+    if flags & Map.MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
+        raise os_error(errno.EEXIST)
+    if flags & Map.MAP_LOCKED and not task.can_do_mlock():
+        raise os_error(errno.EPERM)
+    if vm_flags & VM_LOCKED and not task.mlock_ok(mm, length >> 12):
+        raise os_error(errno.EAGAIN)
+    map_type = flags & Map.MAP_TYPE
+    if file is not None:
+        inode = file.inode
+        if map_type in (Map.MAP_SHARED, Map.MAP_SHARED_VALIDATE):
+            if map_type == Map.MAP_SHARED:
+                flags &= LEGACY_MAP_MASK
+            mask = LEGACY_MAP_MASK
+            if flags & ~mask & 0xFFFFFFFF:
+                raise os_error(errno.EOPNOTSUPP)
+            if prot & 0x2 and not file.writable:
+                raise os_error(errno.EACCES)
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+            if not file.writable:
+                vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
+        elif map_type != Map.MAP_PRIVATE:
+            raise os_error(errno.EINVAL)
+        if not file.readable:
+            raise os_error(errno.EACCES)
+        if inode.kind in ("dir", "pidfd"):
+            raise os_error(errno.ENODEV)
+        if vm_flags & VM_GROWSDOWN:
+            raise os_error(errno.EINVAL)
+    else:
+        if map_type == Map.MAP_SHARED:
+            if vm_flags & VM_GROWSDOWN:
+                raise os_error(errno.EINVAL)
+            pgoff = 0
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+        elif map_type == Map.MAP_DROPPABLE:
+            if flags & (Map.MAP_LOCKED | Map.MAP_HUGETLB) or vm_flags & VM_GROWSDOWN:
+                raise os_error(errno.EINVAL)
+            vm_flags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP
+            pgoff = addr >> 12
+        elif map_type == Map.MAP_PRIVATE:
+            pgoff = addr >> 12
+        else:
+            raise os_error(errno.EINVAL)
+    if flags & Map.MAP_NORESERVE and kernel.overcommit_memory != 2:
+        vm_flags |= VM_NORESERVE
+    if hugetlb:
+        vm_flags |= VM_NORESERVE if flags & Map.MAP_NORESERVE else 0
+    addr = mmap_region(task, file, addr, length, vm_flags, pgoff, flags, hugetlb)
+    if vm_flags & VM_LOCKED or flags & (Map.MAP_POPULATE | Map.MAP_NONBLOCK) == Map.MAP_POPULATE:
+        populate(task, addr, addr + length)
+    return addr
+
+
+def accountable(file: OpenFile | None, vm_flags: int, hugetlb: bool) -> bool:
+    """``accountable_mapping``: private writable memory without MAP_NORESERVE is charged."""
+    if hugetlb:
+        return False
+    return vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE) == VM_WRITE
+
+
+def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_flags: int,
+                pgoff: int, flags: int, hugetlb: bool) -> int:
+    """``__mmap_region``: clear the target, check limits and commit, merge or insert."""
+    mm = task.mm
+    kernel = task.kernel
+    end = addr + length
+    pages = length >> 12
+    old = mm.vmas.overlapping(addr, end)
+    if old:
+        first, last = old[0], old[-1]
+        if first.start < addr < end < first.end and mm.map_count >= kernel.max_map_count:
+            raise os_error(errno.ENOMEM)
+    old_pages = sum((min(v.end, end) - max(v.start, addr)) >> 12 for v in old)
+    if not mm.may_expand_vm(vm_flags, pages - old_pages):
+        raise os_error(errno.ENOMEM)
+    if accountable(file, vm_flags, hugetlb):
+        charged = pages - sum((min(v.end, end) - max(v.start, addr)) >> 12 for v in old
+                              if v.flags & VM_ACCOUNT)
+        if charged and not kernel.vm_enough_memory(charged):
+            raise os_error(errno.ENOMEM)
+        vm_flags |= VM_ACCOUNT
+    if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
+        raise os_error(errno.ENOMEM)
+    if hugetlb and kernel.hugetlb_pages:
+        raise NotImplementedError("hugetlb mappings backed by a non-empty pool are not modelled")
+    if file is not None and vm_flags & 0x00800000 and file.inode.mount.refuses_map_sync:
+        raise os_error(errno.EOPNOTSUPP)
+    if old:
+        mm.munmap_range(addr, end)
+    vma_file = file
+    anonymous = file is None
+    if file is not None and file.inode.kind == "zero":
+        if vm_flags & VM_SHARED:
+            vma_file = OpenFile(kernel.fs.shmem_zero(length), 2)
+        else:
+            anonymous = True
+            pgoff = pgoff  # private /dev/zero keeps the file offset as pgoff
+    merged = None
+    if not hugetlb and not (file is None and vm_flags & VM_SHARED):
+        merged = mm.merge_new_range(addr, end, vm_flags, vma_file, pgoff)
+    if merged is None:
+        if file is None and vm_flags & VM_SHARED:
+            vma_file = OpenFile(kernel.fs.shmem_zero(length), 2)
+            anonymous = False
+        if hugetlb:
+            vm_flags |= VM_HUGETLB | VM_DONTEXPAND
+            vma_file = OpenFile(kernel.fs.hugetlb_file(length), 2)
+            anonymous = False
+        vma = Vma(addr, end, pgoff, vm_flags, vma_file, anonymous=anonymous)
+        mm.insert_vma(vma)
+    mm.stat_account(vm_flags, pages)
+    if vm_flags & VM_LOCKED:
+        mm.locked_vm += pages
+    return addr
+
+
+def populate(task: Task, start: int, end: int) -> None:
+    """``__mm_populate``: fault the range in (write faults for writable private memory, as GUP's
+    FOLL_WRITE does), skipping what cannot be faulted; errors are ignored (``mm_populate``)."""
+    mm = task.mm
+    for vma in mm.vmas.overlapping(start, end):
+        if vma.flags & (VM_IO | VM_PFNMAP) or not vma.flags & (0x7):
+            continue
+        if vma.flags & VM_LOCKONFAULT:
+            continue
+        write = bool(vma.flags & VM_WRITE) and not vma.flags & VM_SHARED
+        lo, hi = max(start, vma.start), min(end, vma.end)
+        for page in range(lo, hi, PAGE_SIZE):
+            try:
+                mm.fault(vma, page, write)
+            except (BusError, Fault):
+                break
+
+
+def sys_munmap(task: Task, addr: int, length: int) -> None:
+    """``__vm_munmap`` / ``do_vmi_munmap``: EINVAL for bad ranges, holes ignored."""
+    addr, length = addr & MASK64, length & MASK64
+    if addr & (PAGE_SIZE - 1) or addr > TASK_SIZE or length > TASK_SIZE - addr:
+        raise os_error(errno.EINVAL)
+    length = page_align(length)
+    if not length:
+        raise os_error(errno.EINVAL)
+    end = addr + length
+    for vma in task.mm.vmas.overlapping(addr, end):
+        if vma.flags & VM_HUGETLB and (addr % (2 << 20) or end % (2 << 20)):
+            raise os_error(errno.EINVAL)
+    task.mm.munmap_range(addr, end)
+
+
+def sys_brk(task: Task, brk: int) -> int:
+    """``brk`` (mm/mmap.c): moves the break, returning the new one, or the old one if refused."""
+    mm = task.mm
+    brk &= MASK64
+    origbrk = mm.brk
+    if brk < mm.start_brk:
+        return origbrk
+    data_limit = task.rlimit_cur("RLIMIT_DATA")
+    if data_limit != MASK64 and brk - mm.start_brk > data_limit:  # check_data_rlimit (no data segment)
+        return origbrk
+    newbrk, oldbrk = page_align(brk), page_align(mm.brk)
+    if oldbrk == newbrk:
+        mm.brk = brk
+        return brk
+    if brk <= mm.brk:
+        heap = mm.vmas.find(newbrk)
+        if heap is None or heap.start >= oldbrk:
+            return origbrk  # the range is not the heap's
+        mm.brk = brk
+        mm.munmap_range(newbrk, oldbrk)
+        return brk
+    try:  # check_brk_limits
+        mm.get_unmapped_area(None, oldbrk, newbrk - oldbrk, 0, Map.MAP_FIXED)
+    except OSError:
+        return origbrk
+    if mm.def_flags & VM_LOCKED and not task.mlock_ok(mm, (newbrk - oldbrk) >> 12):
+        return origbrk
+    nxt = mm.find_vma(oldbrk)
+    if nxt is not None and newbrk + PAGE_SIZE > mm.vm_start_gap(nxt):
+        return origbrk
+    if not do_brk_flags(task, oldbrk, newbrk - oldbrk):
+        return origbrk
+    mm.brk = brk
+    if mm.def_flags & VM_LOCKED:
+        populate(task, oldbrk, newbrk)
+    return brk
+
+
+def do_brk_flags(task: Task, addr: int, length: int) -> bool:
+    """``do_brk_flags``: extend the heap VMA (one at or above start_brk) or make a new one; False
+    when a limit refuses."""
+    mm = task.mm
+    flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | mm.def_flags
+    pages = length >> 12
+    if not mm.may_expand_vm(flags, pages):
+        return False
+    if mm.map_count > task.kernel.max_map_count:
+        return False
+    if not task.kernel.vm_enough_memory(pages):
+        return False
+    prev = mm.vmas.below(addr)
+    if (prev is not None and prev.start >= mm.start_brk and prev.end == addr
+            and mm._can_merge_after(prev, flags, None, None, addr >> 12)):
+        prev.end = addr + length
+    else:
+        mm.insert_vma(Vma(addr, addr + length, addr >> 12, flags))
+    mm.stat_account(flags, pages)
+    if flags & VM_LOCKED:
+        mm.locked_vm += pages
+    return True
+
+
+__all__ = ["sys_brk", "sys_mmap", "sys_munmap", "VM_LOCKED_MASK", "VM_PFNMAP"]

@@ -1,0 +1,99 @@
+"""mprotect: mm/mprotect.c ``do_mprotect_pkey`` and ``mprotect_fixup``."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from vmkit.errors import os_error
+from vmkit.flags import PAGE_SIZE, Prot
+from vmkit.sim.sys_mmap import MASK64, page_align, populate
+from vmkit.sim.vmflags import (
+    VM_ACCESS_FLAGS, VM_ACCOUNT, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_NORESERVE, VM_SEALED,
+    VM_SHARED, VM_WRITE, calc_vm_prot_bits,
+)
+
+if TYPE_CHECKING:
+    from vmkit.sim.kernel import Task
+
+_GROWS = Prot.PROT_GROWSDOWN | Prot.PROT_GROWSUP
+_VALID = Prot.PROT_READ | Prot.PROT_WRITE | Prot.PROT_EXEC | Prot.PROT_SEM
+
+
+def sys_mprotect(task: Task, start: int, length: int, prot: int) -> None:
+    """``do_mprotect_pkey``: checks in order, then each VMA of the range in turn; a hole stops the
+    walk with ENOMEM after the VMAs before it were changed."""
+    start, length = start & MASK64, length & MASK64
+    prot &= 0xFFFFFFFF
+    grows = prot & _GROWS
+    prot &= ~_GROWS
+    if grows == _GROWS:
+        raise os_error(errno.EINVAL)
+    if start & (PAGE_SIZE - 1):
+        raise os_error(errno.EINVAL)
+    if not length:
+        return
+    end = start + page_align(length)
+    if end <= start or end > MASK64:
+        raise os_error(errno.ENOMEM)
+    if prot & ~_VALID:
+        raise os_error(errno.EINVAL)
+    mm = task.mm
+    vma = mm.vmas.find(start)
+    if vma is None or vma.start >= end and not grows & Prot.PROT_GROWSDOWN:
+        raise os_error(errno.ENOMEM)
+    if grows & Prot.PROT_GROWSDOWN:
+        if vma.start >= end:
+            raise os_error(errno.ENOMEM)
+        start = vma.start
+        if not vma.flags & VM_GROWSDOWN:
+            raise os_error(errno.EINVAL)
+    else:
+        if vma.start > start:
+            raise os_error(errno.ENOMEM)
+        if grows & Prot.PROT_GROWSUP:
+            raise os_error(errno.EINVAL)  # x86 has no VM_GROWSUP
+    nstart = start
+    tmp = vma.start
+    while True:
+        vma = mm.vmas.find(nstart)
+        if vma is None or vma.start >= end:
+            break
+        if vma.start != tmp:
+            raise os_error(errno.ENOMEM)
+        newflags = calc_vm_prot_bits(prot) | (vma.flags & ~VM_ACCESS_FLAGS)
+        if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
+            raise os_error(errno.EACCES)
+        tmp = min(vma.end, end)
+        mprotect_fixup(task, vma, nstart, tmp, newflags)
+        nstart = tmp
+        if tmp >= end:
+            break
+    if tmp < end:
+        raise os_error(errno.ENOMEM)
+
+
+def mprotect_fixup(task: Task, vma, start: int, end: int, newflags: int) -> None:  # type: ignore[no-untyped-def]
+    """``mprotect_fixup``: accounting of newly writable private memory, split/merge, counters."""
+    mm = task.mm
+    oldflags = vma.flags
+    pages = (end - start) >> 12
+    if oldflags & VM_SEALED:
+        raise os_error(errno.EPERM)
+    if newflags == oldflags:
+        return
+    if newflags & VM_WRITE:
+        if not mm.may_expand_vm(newflags, pages) and mm.may_expand_vm(oldflags, pages):
+            raise os_error(errno.ENOMEM)
+        if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+            if not task.kernel.vm_enough_memory(pages):
+                raise os_error(errno.ENOMEM)
+            newflags |= VM_ACCOUNT
+    elif oldflags & VM_ACCOUNT and vma.anonymous and vma.anon_vma is None:
+        newflags &= ~VM_ACCOUNT
+    vma = mm.vma_modify(vma, start, end, newflags)
+    vma.flags = newflags
+    mm.stat_account(oldflags, -pages)
+    mm.stat_account(newflags, pages)
+    if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
+        populate(task, start, end)
