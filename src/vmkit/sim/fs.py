@@ -64,7 +64,7 @@ class Inode:
     disk: dict[int, bytes] = field(default_factory=dict)
     #: Page-cache indexes written since the last write-back.
     dirty: set[int] = field(default_factory=set)
-    kind: str = "reg"  # reg, dir, zero, pidfd
+    kind: str = "reg"  # reg, dir, zero, null, pidfd
     #: The process a pidfd refers to.
     target: object = None
 
@@ -170,6 +170,7 @@ class FileSystem:
         for path, mount in (("/", EXT4), ("/tmp", EXT4), ("/dev", DEVTMPFS), ("/dev/shm", TMPFS)):
             self.entries[path] = Inode(mount, next(self._ino), stat.S_IFDIR | 0o1777, kind="dir", path=path)
         self.entries["/dev/zero"] = Inode(DEVTMPFS, 4, stat.S_IFCHR | 0o666, kind="zero", path="/dev/zero")
+        self.entries["/dev/null"] = Inode(DEVTMPFS, 5, stat.S_IFCHR | 0o666, kind="null", path="/dev/null")
         #: Called with (inode, first page index) when a file shrinks: unmaps the pages beyond.
         self.on_truncate: Callable[[Inode, int], None] = lambda inode, index: None
 

@@ -110,9 +110,13 @@ class Kernel:
                  overcommit_memory: int = 0, overcommit_ratio: int = 50,
                  total_ram: int = 24684084 * 1024, swap: int = 0, aslr: bool = False,
                  seed: int | None = None, legacy_va_layout: bool = False,
-                 stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0) -> None:
+                 stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0,
+                 lsm_mmap_min_addr: int = 65536) -> None:
         self.max_map_count = max_map_count
+        #: ``vm.mmap_min_addr`` (``dac_mmap_min_addr``): MAP_FIXED below it needs CAP_SYS_RAWIO.
         self.mmap_min_addr = mmap_min_addr
+        #: ``CONFIG_LSM_MMAP_MIN_ADDR``; hints and searches stay above the larger of the two.
+        self.lsm_mmap_min_addr = lsm_mmap_min_addr
         self.stack_rlimit = stack_rlimit
         self.memlock_rlimit = memlock_rlimit
         self.overcommit_memory = overcommit_memory
@@ -143,6 +147,11 @@ class Kernel:
     def mmap_legacy_base(self) -> int:
         rnd = (self.random.getrandbits(28) << 12) if self.aslr else 0
         return page_align(TASK_SIZE // 3) + rnd
+
+    @property
+    def min_addr(self) -> int:
+        """The kernel's ``mmap_min_addr``: max(vm.mmap_min_addr, CONFIG_LSM_MMAP_MIN_ADDR)."""
+        return max(self.mmap_min_addr, self.lsm_mmap_min_addr)
 
     def vm_enough_memory(self, pages: int) -> bool:
         """``__vm_enough_memory`` (mm/util.c): mode 0 refuses one request beyond RAM + swap, mode 1
@@ -175,6 +184,9 @@ class Kernel:
         from vmkit.sim.process import SimProcess
 
         task = self._new_task(None)
+        null = self.fs.lookup("/dev/null")
+        for fd in (0, 1, 2):  # like the native child: stdin, stdout, stderr on /dev/null
+            task.fds[fd] = OpenFile(null, 2)
         if maps is None:
             maps, brk = NATIVE_CHILD_MAPS, NATIVE_CHILD_BRK
         build_layout(task, maps, brk)

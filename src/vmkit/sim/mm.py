@@ -144,7 +144,7 @@ class MemoryManager:
                               align_offset: int = 0) -> int:
         """``unmapped_area_topdown``: the highest fit below ``high``, keeping guard gaps."""
         need = length + align_mask
-        low = max(low, self.kernel.mmap_min_addr)
+        low = max(low, self.kernel.min_addr)
         while True:
             for a, b in self._gaps_topdown(low, high):
                 if b - a >= need:
@@ -164,7 +164,7 @@ class MemoryManager:
                       align_offset: int = 0) -> int:
         """``unmapped_area``: the lowest fit above ``low``, keeping guard gaps."""
         need = length + align_mask
-        low = max(low, self.kernel.mmap_min_addr)
+        low = max(low, self.kernel.min_addr)
         while True:
             for a, b in self._gaps_bottomup(low, high):
                 if b - a >= need:
@@ -242,12 +242,28 @@ class MemoryManager:
                 return ret + off_sub
         return self.mm_get_unmapped_area(addr, length, flags)
 
+    def hugetlb_get_unmapped_area(self, addr: int, length: int, flags: int, size: int) -> int:
+        """``hugetlb_get_unmapped_area``: huge-page-aligned, top-down; MAP_FIXED must be aligned."""
+        if length & (size - 1):
+            raise os_error(errno.EINVAL)
+        if flags & Map.MAP_FIXED:
+            if addr & (size - 1):
+                raise os_error(errno.EINVAL)
+            return addr
+        if addr:
+            addr = (addr + size - 1) & ~(size - 1)
+            if DEFAULT_MAP_WINDOW - length >= addr and self._hint_fits(addr, length):
+                return addr
+        return self.unmapped_area_topdown(length, PAGE_SIZE, self.mmap_base, align_mask=size - 1)
+
     def get_unmapped_area(self, file: OpenFile | None, addr: int, length: int, pgoff: int,
-                          flags: int) -> int:
-        """``__get_unmapped_area`` (mm/mmap.c)."""
+                          flags: int, huge_size: int = 0) -> int:
+        """``__get_unmapped_area`` (mm/mmap.c); ``huge_size`` for hugetlbfs files."""
         if length > DEFAULT_MAP_WINDOW:
             raise os_error(errno.ENOMEM)
-        if file is not None and file.inode.mount.name == "ext4" and file.inode.kind == "reg":
+        if huge_size:
+            result = self.hugetlb_get_unmapped_area(addr, length, flags, huge_size)
+        elif file is not None and file.inode.mount.name == "ext4" and file.inode.kind == "reg":
             result = self.thp_get_unmapped_area(addr, length, pgoff << 12, flags)
         elif file is None and not flags & Map.MAP_SHARED and not addr and length % PMD_SIZE == 0:
             result = self.thp_get_unmapped_area(addr, length, 0, flags)
@@ -611,7 +627,7 @@ class MemoryManager:
         """``expand_downwards``: grow a GROWSDOWN VMA down to ``addr``'s page, keeping the guard gap
         from an accessible previous VMA and the stack rlimit."""
         address = addr & PAGE_MASK
-        if address < self.kernel.mmap_min_addr:
+        if address < self.kernel.min_addr:
             return False
         prev = self.vmas.below(vma.start)
         if prev is not None and prev is not vma and prev.end > address:
@@ -643,8 +659,10 @@ class MemoryManager:
         if (self.total_vm + npages) << 12 > task.rlimit_cur("RLIMIT_AS"):  # type: ignore[attr-defined]
             return False
         if flags & (VM_WRITE | VM_SHARED | VM_STACK) == VM_WRITE:
-            if (self.data_vm + npages) << 12 > task.rlimit_cur("RLIMIT_DATA"):  # type: ignore[attr-defined]
-                return False
+            soft, hard = task.rlimits["RLIMIT_DATA"]  # type: ignore[attr-defined]
+            if (self.data_vm + npages) << 12 > soft:
+                # the Valgrind workaround: a soft limit of 0 defers to the hard one
+                return soft == 0 and (self.data_vm + npages) << 12 <= hard
         return True
 
     # --- fork (kernel/fork.c dup_mmap) ------------------------------------------------------------

@@ -74,8 +74,8 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
         flags |= Map.MAP_FIXED
     if not flags & Map.MAP_FIXED:
         addr &= ~(PAGE_SIZE - 1)
-        if addr and addr < kernel.mmap_min_addr:
-            addr = page_align(kernel.mmap_min_addr)
+        if addr and addr < kernel.min_addr:  # round_hint_to_min
+            addr = page_align(kernel.min_addr)
     length = page_align(length)
     if not length:
         raise os_error(errno.ENOMEM)
@@ -85,7 +85,8 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
         raise os_error(errno.ENOMEM)
     vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
-    addr = mm.get_unmapped_area(file, addr, length, pgoff if file is not None else 0, flags)
+    addr = mm.get_unmapped_area(file, addr, length, pgoff if file is not None else 0, flags,
+                                huge_size=HUGE_SIZES[(flags >> 26) & 0x3F] if hugetlb else 0)
     if flags & Map.MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
         raise os_error(errno.EEXIST)
     if flags & Map.MAP_LOCKED and not task.can_do_mlock():
@@ -95,6 +96,8 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     map_type = flags & Map.MAP_TYPE
     if file is not None:
         inode = file.inode
+        if inode.kind == "reg" and not file_mmap_ok(pgoff, length):
+            raise os_error(errno.EOVERFLOW)
         if map_type in (Map.MAP_SHARED, Map.MAP_SHARED_VALIDATE):
             if map_type == Map.MAP_SHARED:
                 flags &= LEGACY_MAP_MASK
@@ -110,7 +113,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
             raise os_error(errno.EINVAL)
         if not file.readable:
             raise os_error(errno.EACCES)
-        if inode.kind in ("dir", "pidfd"):
+        if inode.kind in ("dir", "pidfd", "null"):
             raise os_error(errno.ENODEV)
         if vm_flags & VM_GROWSDOWN:
             raise os_error(errno.EINVAL)
@@ -137,6 +140,14 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     if vm_flags & VM_LOCKED or flags & (Map.MAP_POPULATE | Map.MAP_NONBLOCK) == Map.MAP_POPULATE:
         populate(task, addr, addr + length)
     return addr
+
+
+def file_mmap_ok(pgoff: int, length: int) -> bool:
+    """``file_mmap_ok`` for regular files: the range must end within MAX_LFS_FILESIZE."""
+    maxsize = (1 << 63) - 1
+    if length > maxsize:
+        return False
+    return pgoff <= (maxsize - length) >> 12
 
 
 def accountable(file: OpenFile | None, vm_flags: int, hugetlb: bool) -> bool:
@@ -167,6 +178,9 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
         if charged and not kernel.vm_enough_memory(charged):
             raise os_error(errno.ENOMEM)
         vm_flags |= VM_ACCOUNT
+    if file is None and vm_flags & VM_SHARED and not vm_flags & VM_NORESERVE and not hugetlb:
+        if not kernel.vm_enough_memory(pages):  # shmem_acct_size of shmem_zero_setup
+            raise os_error(errno.ENOMEM)
     if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
         raise os_error(errno.ENOMEM)
     if hugetlb and kernel.hugetlb_pages:
