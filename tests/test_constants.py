@@ -42,10 +42,10 @@ pytestmark = pytest.mark.native_only
 SPEC = Path("/work/shared/spec")
 KSRC = Path("/usr/src/linux-source-6.12")
 
-#: Every constant the seed (spec/seed-memory-syscalls.md) names, except PROT_SAO (PowerPC only:
-#: it has no x86-64 value, and x86 mprotect rejects 0x10 with EINVAL).
+#: Every constant the seed (spec/seed-memory-syscalls.md) names.  PROT_SAO is PowerPC's 0x10: no x86-64
+#: header defines it and x86 mprotect rejects it with EINVAL (test_prot_sao_is_powerpcs_value).
 SEED_CONSTANTS = [
-    "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC", "PROT_SEM", "PROT_GROWSUP", "PROT_GROWSDOWN",
+    "PROT_SAO", "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC", "PROT_SEM", "PROT_GROWSUP", "PROT_GROWSDOWN",
     "MAP_SHARED", "MAP_SHARED_VALIDATE", "MAP_PRIVATE", "MAP_32BIT", "MAP_ANONYMOUS", "MAP_ANON",
     "MAP_DENYWRITE", "MAP_EXECUTABLE", "MAP_FIXED", "MAP_FIXED_NOREPLACE", "MAP_GROWSDOWN",
     "MAP_HUGETLB", "MAP_HUGE_2MB", "MAP_HUGE_2GB", "MAP_LOCKED", "MAP_NONBLOCK", "MAP_NORESERVE",
@@ -65,7 +65,7 @@ EXTRA_CONSTANTS = [
     "MFD_NOEXEC_SEAL", "MFD_EXEC", "SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR",
     "BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO", "IOV_MAX", "PAGE_SIZE",
 ]
-HUGE_SIZES = [n for n in vmkit.Map.__members__ if n.startswith("MAP_HUGE_") and n[-2:] in ("KB", "MB", "GB")]
+HUGE_SIZES = [n for n in vmkit.MapHuge.__members__ if n.startswith("MAP_HUGE_") and n[-2:] in ("KB", "MB", "GB")]
 
 #: machine-facts.md §2 (and §13 for the pidfd pseudo-descriptors): constants missing from the 6.1
 #: headers, with the numbers observed to work on the 6.18 kernel.
@@ -75,7 +75,8 @@ MACHINE_FACTS = {
 }
 
 ENUM_OF_PREFIX = {
-    "PROT_": (vmkit.Prot, enum.IntFlag), "MAP_": (vmkit.Map, enum.IntFlag),
+    "PROT_": (vmkit.Prot, enum.IntFlag), "MAP_HUGE_": (vmkit.MapHuge, enum.IntEnum),
+    "MAP_": (vmkit.Map, enum.IntFlag),
     "MREMAP_": (vmkit.MRemap, enum.IntFlag), "MS_": (vmkit.MS, enum.IntFlag),
     "MADV_": (vmkit.Madv, enum.IntEnum), "MLOCK_": (vmkit.MLock, enum.IntFlag),
     "MCL_": (vmkit.MCL, enum.IntFlag), "MFD_": (vmkit.MFD, enum.IntFlag),
@@ -159,6 +160,8 @@ class TestValues:
             c_values = {src: v % (1 << 64) for src, v in c_values.items()}
         if c_values:
             assert set(c_values.values()) == {value}, c_values
+        elif name == "PROT_SAO":
+            assert value == 0x10  # the PowerPC value: see test_prot_sao_is_powerpcs_value
         else:
             assert name in MACHINE_FACTS or _kernel_source_value(name) is not None, f"{name}: no reference value"
 
@@ -184,7 +187,19 @@ class TestValues:
         """The 6.1 headers lack just the post-6.1 constants (guards, droppable, above4g, memfd exec)."""
         absent = {n for n in ALL_CONSTANTS if uapi.get(n) is None and glibc.get(n) is None}
         assert absent == {"MADV_GUARD_INSTALL", "MADV_GUARD_REMOVE", "MAP_DROPPABLE", "MAP_ABOVE4G",
-                          "MFD_NOEXEC_SEAL", "MFD_EXEC"}
+                          "MFD_NOEXEC_SEAL", "MFD_EXEC", "PROT_SAO"}
+
+    def test_prot_sao_is_powerpcs_value(self) -> None:
+        """PROT_SAO is 0x10, PowerPC's value; x86-64 mprotect rejects it with EINVAL (arch_validate_prot)."""
+        assert vmkit.PROT_SAO == 0x10 and "EINVAL" in (vmkit.PROT_SAO.__doc__ or "")
+        ppc = KSRC / "arch/powerpc/include/uapi/asm/mman.h"
+        if ppc.exists():
+            m = re.search(r"^#define\s+PROT_SAO\s+(0x[0-9a-fA-F]+)", ppc.read_text(), re.M)
+            assert m is not None and int(m.group(1), 0) == 0x10
+        with native.Mapping(PAGE) as m2:
+            with pytest.raises(OSError) as e:
+                m2.protect(vmkit.PROT_READ | vmkit.PROT_SAO)
+            assert e.value.errno == errno.EINVAL
 
     @pytest.mark.parametrize("name", HUGE_SIZES)
     def test_map_huge_encodes_log2_of_the_size(self, name: str) -> None:
@@ -307,7 +322,11 @@ class TestEnums:
         (vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS, "<Map.MAP_PRIVATE|MAP_ANONYMOUS: 34>"),
         (vmkit.MAP_SHARED_VALIDATE, "<Map.MAP_SHARED_VALIDATE: 3>"),
         (vmkit.MAP_FIXED_NOREPLACE, "<Map.MAP_FIXED_NOREPLACE: 1048576>"),
-        (vmkit.MAP_HUGE_2MB, "<Map.MAP_HUGE_2MB: 1409286144>"),
+        (vmkit.MAP_HUGE_2MB, "<MapHuge.MAP_HUGE_2MB: 1409286144>"),
+        (vmkit.MAP_HUGETLB | vmkit.MAP_HUGE_2MB, "<Map.MAP_HUGETLB|MAP_HUGE_2MB: 1409548288>"),
+        (vmkit.MAP_HUGE_1GB | vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB,
+         "<Map.MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|MAP_HUGE_1GB: 2013528098>"),
+        (vmkit.MAP_PRIVATE | vmkit.MAP_UNINITIALIZED, "<Map.MAP_PRIVATE|MAP_UNINITIALIZED: 67108866>"),
         (vmkit.MREMAP_MAYMOVE | vmkit.MREMAP_DONTUNMAP, "<MRemap.MREMAP_MAYMOVE|MREMAP_DONTUNMAP: 5>"),
         (vmkit.MS_SYNC | vmkit.MS_INVALIDATE, "<MS.MS_INVALIDATE|MS_SYNC: 6>"),
         (vmkit.MADV_GUARD_INSTALL, "<Madv.MADV_GUARD_INSTALL: 102>"),
@@ -517,5 +536,5 @@ class TestExports:
         seed = (SPEC / "seed-memory-syscalls.md").read_text()
         named = {n for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", seed)
                  if n.startswith(("PROT_", "MAP_", "MREMAP_", "MS_", "MADV_", "MLOCK_", "MCL_"))}
-        assert named - set(SEED_CONSTANTS) == {"PROT_SAO"}
+        assert named - set(SEED_CONSTANTS) == set()
 

@@ -6,14 +6,13 @@
 Every constant of the ABI is importable here under its C name (``vmkit.PROT_READ``,
 ``vmkit.MAP_FIXED_NOREPLACE``, ``vmkit.MADV_GUARD_INSTALL``...), as a member of its enum class.
 """
-
-from __future__ import annotations
+# (No ``from __future__ import annotations`` here: it would bind ``vmkit.annotations``.)
 
 from vmkit import flags as _flags
 from vmkit.errors import BusError, Fault, ProcessGone, SegmentationFault
 from vmkit.flags import (
     IOV_MAX, MAP_ANON, MAP_FAILED, MAP_HUGE_MASK, MAP_HUGE_SHIFT, MCL, MFD, MS, PAGE_SIZE,
-    PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP, TASK_SIZE, BusCode, Madv, Map, MLock, MRemap, Prot,
+    PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP, TASK_SIZE, BusCode, Madv, Map, MapHuge, MLock, MRemap, Prot,
     SegvCode,
 )
 from vmkit.process import Process
@@ -33,7 +32,7 @@ def _export_enums() -> list[str]:
 
 __all__ = [
     "BusCode", "BusError", "Fault", "IOV_MAX", "MAP_ANON", "MAP_FAILED", "MAP_HUGE_MASK",
-    "MAP_HUGE_SHIFT", "MCL", "MFD", "MS", "Madv", "Map", "MLock", "MRemap", "PAGE_SIZE",
+    "MAP_HUGE_SHIFT", "MCL", "MFD", "MS", "Madv", "Map", "MapHuge", "MLock", "MRemap", "PAGE_SIZE",
     "PIDFD_SELF_THREAD", "PIDFD_SELF_THREAD_GROUP", "Process", "ProcessGone", "Prot",
     "SegmentationFault", "SegvCode", "TASK_SIZE", *_export_enums(),
 ]

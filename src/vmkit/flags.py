@@ -6,12 +6,15 @@ the machines' 6.1 headers lack (MADV_GUARD_INSTALL/REMOVE, MAP_DROPPABLE, MAP_AB
 here all the same: the 6.18 kernel accepts them.
 
 They are members of :class:`enum.IntFlag` / :class:`enum.IntEnum` classes so they print by name, and
-``vmkit`` re-exports every member under its C name (``vmkit.PROT_READ``...).
+``vmkit`` re-exports every member under its C name (``vmkit.PROT_READ``...).  The hugetlb page-size
+encodings (``MAP_HUGE_2MB``...) are values of a 6-bit field, not bits, so they live in :class:`MapHuge`
+and a combination such as ``MAP_HUGETLB | MAP_HUGE_2MB`` prints as ``Map.MAP_HUGETLB|MAP_HUGE_2MB``.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -22,19 +25,42 @@ TASK_SIZE = (1 << 47) - PAGE_SIZE
 
 
 class Prot(enum.IntFlag):
-    """``prot`` bits of mmap/mprotect (``PROT_*``)."""
+    """``prot`` bits of mmap/mprotect (``PROT_*``).
+
+    PROT_SAO is the PowerPC value, defined because the seed names it; x86-64 rejects it (EINVAL).
+    """
 
     PROT_NONE = 0x0
     PROT_READ = 0x1
     PROT_WRITE = 0x2
     PROT_EXEC = 0x4
     PROT_SEM = 0x8
+    PROT_SAO = 0x10  # PowerPC only: see _PROT_SAO_DOC
     PROT_GROWSDOWN = 0x01000000
     PROT_GROWSUP = 0x02000000
 
 
+#: ``MAP_HUGE_SHIFT`` / ``MAP_HUGE_MASK``: the hugetlb size is ``(flags >> 26) & 0x3f`` (log2 bytes).
+MAP_HUGE_SHIFT = 26
+MAP_HUGE_MASK = 0x3F
+_HUGE_FIELD = MAP_HUGE_MASK << MAP_HUGE_SHIFT
+
+
+_PROT_SAO_DOC = """PROT_SAO = 0x10: Strong Access Ordering, the PowerPC value (arch/powerpc/include/uapi/asm/mman.h).
+
+No x86-64 header defines it and x86-64 has no such bit: on x86-64, mprotect (and mmap) with 0x10 in
+``prot`` fail with EINVAL (``arch_validate_prot`` allows only READ|WRITE|EXEC|SEM), as the tests show.
+"""
+Prot.PROT_SAO.__doc__ = _PROT_SAO_DOC
+
+
 class Map(enum.IntFlag):
-    """``flags`` of mmap (``MAP_*``), including the hugetlb page-size encodings."""
+    """``flags`` of mmap (``MAP_*``): single-bit flags, plus the MAP_TYPE values.
+
+    The hugetlb size field (bits 26-31) holds :class:`MapHuge` values; a combination whose field is
+    one of them prints it by name (``<Map.MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|MAP_HUGE_2MB: ...>``)
+    instead of decomposing it into bits.  Bit 26 alone is MAP_UNINITIALIZED, as in the kernel headers.
+    """
 
     MAP_SHARED = 0x01
     MAP_PRIVATE = 0x02
@@ -57,6 +83,26 @@ class Map(enum.IntFlag):
     MAP_SYNC = 0x80000
     MAP_FIXED_NOREPLACE = 0x100000
     MAP_UNINITIALIZED = 0x4000000
+
+    @classmethod
+    def _missing_(cls, value: Any) -> Any:
+        member = super()._missing_(value)
+        field = value & _HUGE_FIELD if isinstance(value, int) else 0
+        if field and field != cls.MAP_UNINITIALIZED:  # a size field, not just bit 26
+            huge = MapHuge._value2member_map_.get(field)
+            rest = value & ~_HUGE_FIELD
+            names = [] if rest == 0 else [cls(rest)._name_ or f"{rest:#x}"]
+            member._name_ = "|".join([*names, huge._name_ if huge is not None else f"{field:#x}"])
+        return member
+
+
+class MapHuge(enum.IntEnum):
+    """The hugetlb page-size encodings of mmap (``MAP_HUGE_*``): ``log2(size) << MAP_HUGE_SHIFT``.
+
+    Values of the size field, not flags.  ``|`` with a :class:`Map` (either side) or an int gives a
+    :class:`Map` (a plain int for the kernel) that prints the size by name.
+    """
+
     MAP_HUGE_16KB = 14 << 26
     MAP_HUGE_64KB = 16 << 26
     MAP_HUGE_512KB = 19 << 26
@@ -71,12 +117,16 @@ class Map(enum.IntFlag):
     MAP_HUGE_2GB = 31 << 26
     MAP_HUGE_16GB = 34 << 26
 
+    def __or__(self, other: Any) -> Any:
+        if isinstance(other, int):
+            return Map(int(self) | int(other))
+        return NotImplemented
+
+    __ror__ = __or__
+
 
 MAP_ANON = Map.MAP_ANONYMOUS
 MAP_FAILED = (1 << 64) - 1
-#: ``MAP_HUGE_SHIFT`` / ``MAP_HUGE_MASK``: the hugetlb size is ``(flags >> 26) & 0x3f`` (log2 bytes).
-MAP_HUGE_SHIFT = 26
-MAP_HUGE_MASK = 0x3F
 
 
 class MRemap(enum.IntFlag):
@@ -214,5 +264,5 @@ def page_align(n: int) -> int:
 
 #: Every enum class whose members ``vmkit`` re-exports under their C names.
 EXPORTED_ENUMS: tuple[type[enum.Enum], ...] = (
-    Prot, Map, MRemap, MS, Madv, MLock, MCL, MFD, SegvCode, BusCode,
+    Prot, Map, MapHuge, MRemap, MS, Madv, MLock, MCL, MFD, SegvCode, BusCode,
 )

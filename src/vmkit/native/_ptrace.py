@@ -36,6 +36,14 @@ WALL = 0x40000000
 
 _IGNORED_BY_DEFAULT = frozenset({signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT})
 _FAULTS = frozenset({signal.SIGSEGV, signal.SIGBUS})
+# Plain ints and bound functions for Tracee.run's hot path (one gadget per call of the child).
+_SIGTRAP = int(signal.SIGTRAP)
+_SKIPPED = frozenset(int(s) for s in (*_IGNORED_BY_DEFAULT, signal.SIGSTOP))
+_FAULT_SIGNALS = frozenset(int(s) for s in _FAULTS)
+_NO_SYSCALL = (1 << 64) - 1
+_c_ptrace = _libc.ptrace
+_waitpid = os.waitpid
+_get_ident = threading.get_ident
 
 _REG_NAMES = (
     "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs eflags rsp ss "
@@ -132,38 +140,38 @@ class Tracee:
         """
         if self.exit_status is not None:
             raise ProcessGone(f"process {self.pid} is gone: {describe_status(self.exit_status)}")
-        if threading.get_ident() != self.tracer_thread:
+        if _get_ident() != self.tracer_thread:
             self.check_thread()
         regs = self.regs
-        regs.rip, regs.rax, regs.orig_rax = rip, rax, (1 << 64) - 1
+        regs.rip, regs.rax, regs.orig_rax = rip, rax, _NO_SYSCALL
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = rdi, rsi, rdx, r10, r8, r9
-        pid = self.pid
-        if _libc.ptrace(PTRACE_SETREGS, pid, 0, self._regs_addr) == -1:
+        pid, regs_addr, ptrace, waitpid = self.pid, self._regs_addr, _c_ptrace, _waitpid
+        if ptrace(PTRACE_SETREGS, pid, 0, regs_addr) == -1:
             raise self._vanished("PTRACE_SETREGS")
         deliver = 0
         while True:
-            if _libc.ptrace(PTRACE_CONT, pid, 0, deliver) == -1:
+            if ptrace(PTRACE_CONT, pid, 0, deliver) == -1:
                 raise self._vanished("PTRACE_CONT")
-            _, status = os.waitpid(pid, WALL)
+            status = waitpid(pid, WALL)[1]
             deliver = 0
-            if not os.WIFSTOPPED(status):
+            if status & 0xFF != 0x7F:  # not WIFSTOPPED: exited or killed
                 self.exit_status = status
                 raise ProcessGone(f"process {pid} {describe_status(status)}")
-            sig = os.WSTOPSIG(status)
-            if sig == signal.SIGTRAP:
+            sig = (status >> 8) & 0xFF  # WSTOPSIG
+            if sig == _SIGTRAP:
                 if status >> 16 == PTRACE_EVENT_FORK:
                     message = ctypes.c_ulong()
                     _ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(message))
                     self.forked.append(message.value)
                     continue
-                _libc.ptrace(PTRACE_GETREGS, pid, 0, self._regs_addr)
+                ptrace(PTRACE_GETREGS, pid, 0, regs_addr)
                 return None
-            if sig in _FAULTS:
+            if sig in _FAULT_SIGNALS:
                 info = self._siginfo
                 _ptrace(PTRACE_GETSIGINFO, pid, 0, ctypes.addressof(info))
                 self.get_regs()
                 return FaultStop(info.si_signo, info.si_code, info.si_addr, regs.rip)
-            if sig in _IGNORED_BY_DEFAULT or sig == signal.SIGSTOP:
+            if sig in _SKIPPED:
                 continue
             deliver = sig
 

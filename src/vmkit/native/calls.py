@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 from collections.abc import Sequence
 
 from vmkit.errors import os_error
@@ -26,11 +27,46 @@ _MASK64 = (1 << 64) - 1
 #: Pages whose mincore state is fetched per kernel call (1 MiB of vector).
 _MINCORE_CHUNK_PAGES = 1 << 20
 
+# Per-call costs are kept near the bare ctypes call (benchmarks/native_overhead.py): small mincore
+# vectors and read() buffers come from pools of preallocated ctypes buffers (a list's pop/append is
+# atomic, so a buffer belongs to one call at a time, whatever the threads), the C arguments are passed
+# as ints, and every result is a fresh bytes object copied out of the buffer.
+
+#: mincore ranges up to this many pages use a pooled vector.
+_MINCORE_SMALL_PAGES = 64
+_vec1_pool: list[tuple[ctypes.Array[ctypes.c_char], int]] = []
+_vec_pool: list[tuple[ctypes.Array[ctypes.c_char], int]] = []
+
+#: read() of up to this many bytes uses a pooled buffer of exactly that size (with its local iovec);
+#: at most _READ_POOL_SIZES sizes are kept.
+_READ_POOL_BYTES = 1 << 16
+_READ_POOL_SIZES = 64
+_read_pools: dict[int, list[tuple[ctypes.Array[ctypes.c_char], bytes]]] = {}
+
+_pack_iov = struct.Struct("QQ").pack
+
+_addressof = ctypes.addressof
+_get_errno = _libc.get_errno
+_c_mincore = _libc.mincore
+_c_readv = _libc.process_vm_readv
+_c_writev = _libc.process_vm_writev
+
+#: This process's pid, for read()/write() on ourselves (refreshed in a forked child).
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
 Iov = Sequence[tuple[int, int]]
 
 
 def _fail() -> OSError:
-    return os_error(_libc.get_errno())
+    return os_error(_get_errno())
 
 
 def mmap(addr: int | None, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
@@ -125,6 +161,29 @@ def mincore(addr: int, length: int) -> bytes:
     The kernel itself walks the range in chunks and copies each chunk's vector out; large ranges are
     fetched here the same way, so the errno of a hole is the same and no 2**35-byte vector is needed.
     """
+    if 0 < length <= PAGE_SIZE:  # one page: a pooled 1-byte vector
+        try:
+            vec, vaddr = _vec1_pool.pop()
+        except IndexError:
+            vec = (ctypes.c_char * 1)()
+            vaddr = _addressof(vec)
+        failed = _c_mincore(addr, length, vaddr)
+        _vec1_pool.append((vec, vaddr))
+        if failed:
+            raise _fail()
+        return vec.raw  # a fresh bytes (the buffer is reused)
+    if 0 < length <= _MINCORE_SMALL_PAGES << PAGE_SHIFT:
+        try:
+            vec, vaddr = _vec_pool.pop()
+        except IndexError:
+            vec = (ctypes.c_char * _MINCORE_SMALL_PAGES)()
+            vaddr = _addressof(vec)
+        if _c_mincore(addr, length, vaddr):
+            _vec_pool.append((vec, vaddr))
+            raise _fail()
+        out = vec[: (length + PAGE_SIZE - 1) >> PAGE_SHIFT]
+        _vec_pool.append((vec, vaddr))
+        return out
     pages = mincore_pages(length)
     if pages <= _MINCORE_CHUNK_PAGES:
         vec = ctypes.create_string_buffer(pages or 1)
@@ -153,11 +212,25 @@ def iovec_array(iov: Iov) -> ctypes.Array[ctypes.c_uint64]:
     return array
 
 
+def iovec_bytes(iov: Iov) -> bytes:
+    """A C ``struct iovec[]`` packed into bytes (for the kernel to read, never to write)."""
+    if len(iov) == 1:
+        (base, length), = iov
+        return _pack_iov(base & _MASK64, length & _MASK64)
+    return b"".join([_pack_iov(base & _MASK64, length & _MASK64) for base, length in iov])
+
+
 def process_vm_readv(pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
     """process_vm_readv(2); iovs are ``(address, length)`` pairs; returns the bytes copied."""
-    result: int = _libc.process_vm_readv(
-        pid, iovec_array(local_iov), len(local_iov), iovec_array(remote_iov), len(remote_iov), flags
-    )
+    if len(local_iov) == 1 and len(remote_iov) == 1:  # the common case, inline
+        (lbase, llen), = local_iov
+        (rbase, rlen), = remote_iov
+        result: int = _c_readv(pid, _pack_iov(lbase & _MASK64, llen & _MASK64), 1,
+                               _pack_iov(rbase & _MASK64, rlen & _MASK64), 1, flags)
+    else:
+        result = _c_readv(
+            pid, iovec_bytes(local_iov), len(local_iov), iovec_bytes(remote_iov), len(remote_iov), flags
+        )
     if result < 0:
         raise _fail()
     return result
@@ -165,9 +238,15 @@ def process_vm_readv(pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) 
 
 def process_vm_writev(pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
     """process_vm_writev(2); iovs are ``(address, length)`` pairs; returns the bytes copied."""
-    result: int = _libc.process_vm_writev(
-        pid, iovec_array(local_iov), len(local_iov), iovec_array(remote_iov), len(remote_iov), flags
-    )
+    if len(local_iov) == 1 and len(remote_iov) == 1:  # the common case, inline
+        (lbase, llen), = local_iov
+        (rbase, rlen), = remote_iov
+        result: int = _c_writev(pid, _pack_iov(lbase & _MASK64, llen & _MASK64), 1,
+                                _pack_iov(rbase & _MASK64, rlen & _MASK64), 1, flags)
+    else:
+        result = _c_writev(
+            pid, iovec_bytes(local_iov), len(local_iov), iovec_bytes(remote_iov), len(remote_iov), flags
+        )
     if result < 0:
         raise _fail()
     return result
@@ -175,7 +254,7 @@ def process_vm_writev(pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0)
 
 def process_madvise(pidfd: int, iov: Iov, advice: int, flags: int = 0) -> int:
     """process_madvise(2); returns the bytes advised."""
-    result: int = _libc.process_madvise(pidfd, iovec_array(iov), len(iov), advice, flags)
+    result: int = _libc.process_madvise(pidfd, iovec_bytes(iov), len(iov), advice, flags)
     if result < 0:
         raise _fail()
     return result
@@ -213,11 +292,31 @@ def read_process(pid: int, addr: int, n: int) -> bytes:
     """
     if n <= 0:
         return b""
-    buf = ctypes.create_string_buffer(n)
-    got = process_vm_readv(pid, [(ctypes.addressof(buf), n)], [(addr, n)])
-    if got != n:
-        raise os_error(errno.EFAULT, f"address {addr + got:#x} of pid {pid} is not readable")
-    return buf.raw
+    if n > _READ_POOL_BYTES:
+        big = (ctypes.c_char * n)()
+        got = process_vm_readv(pid, [(_addressof(big), n)], [(addr, n)])
+        if got != n:
+            raise os_error(errno.EFAULT, f"address {addr + got:#x} of pid {pid} is not readable")
+        return big.raw
+    pool = _read_pools.get(n)
+    if pool is None:
+        if len(_read_pools) >= _READ_POOL_SIZES:
+            _read_pools.clear()
+        pool = _read_pools.setdefault(n, [])
+    try:  # a pooled n-byte buffer and its local iovec
+        entry = pool.pop()
+    except IndexError:
+        buf = (ctypes.c_char * n)()
+        entry = (buf, _pack_iov(_addressof(buf), n))
+    got = _c_readv(pid, entry[1], 1, _pack_iov(addr & _MASK64, n), 1, 0)
+    if got == n:
+        out = entry[0].raw  # a fresh bytes, copied before the buffer goes back to the pool
+        pool.append(entry)
+        return out
+    pool.append(entry)
+    if got < 0:
+        raise _fail()
+    raise os_error(errno.EFAULT, f"address {addr + got:#x} of pid {pid} is not readable")
 
 
 def write_process(pid: int, addr: int, data: bytes | bytearray | memoryview) -> None:
@@ -236,12 +335,12 @@ def write_process(pid: int, addr: int, data: bytes | bytearray | memoryview) -> 
 
 def read(addr: int, n: int) -> bytes:
     """Reads ``n`` bytes of this process's memory; EFAULT, not a crash, on a bad address."""
-    return read_process(os.getpid(), addr, n)
+    return read_process(_pid, addr, n)
 
 
 def write(addr: int, data: bytes | bytearray | memoryview) -> None:
     """Writes ``data`` into this process's memory; EFAULT, not a crash, on a bad address."""
-    write_process(os.getpid(), addr, data)
+    write_process(_pid, addr, data)
 
 
 def address_of(buffer: bytearray | memoryview | ctypes.Array[ctypes.c_char] | object) -> int:

@@ -38,6 +38,7 @@ _ERRNO_FLOOR = (1 << 64) - 4095
 _RLIM_INFINITY = _MASK64
 
 _SCRATCH = _runtime.SCRATCH_BASE
+_SYSCALL_INSN = _runtime.SYSCALL_INSN
 _SCRATCH_SIZE = _runtime.SCRATCH_SIZE
 
 
@@ -91,14 +92,16 @@ class NativeProcess(Process):
     def syscall(self, number: int, a1: int = 0, a2: int = 0, a3: int = 0, a4: int = 0,
                 a5: int = 0, a6: int = 0) -> int:
         """Runs system call ``number`` in the child; returns ``rax``, raising OSError for -errno."""
-        self._alive()
-        fault = self._t.run(_runtime.SYSCALL_INSN, number, a1, a2, a3, a4, a5, a6)
+        tracee = self._t
+        if self._lost is not None or self._dead_status is not None or tracee.exit_status is not None:
+            self._alive()
+        fault = tracee.run(_SYSCALL_INSN, number, a1, a2, a3, a4, a5, a6)  # raises if the child is gone
         if fault is not None:
             if fault.rip != _runtime.SYSCALL_TRAP:
                 raise self._runtime_lost(fault)
             # The call itself completed and removed the runtime: its result stands, later calls fail.
             self._lost = self._runtime_lost(fault)
-        rax: int = self._t.regs.rax
+        rax: int = tracee.regs.rax
         if rax >= _ERRNO_FLOOR:
             raise os_error((1 << 64) - rax)
         return rax

@@ -125,9 +125,16 @@ class Mapping:
 
     def __getitem__(self, key: int | slice) -> int | bytes:
         if isinstance(key, slice):
+            self._check_open()
             start, stop, step = key.indices(self._length)
-            data = self.read(start, max(0, stop - start)) if stop > start else b""
-            return data[::step] if step != 1 else data
+            if step == 1:
+                return self.read(start, stop - start) if stop > start else b""
+            indices = range(start, stop, step)
+            if not indices:
+                return b""
+            low = min(indices[0], indices[-1])
+            span = self.read(low, max(indices[0], indices[-1]) + 1 - low)
+            return span[indices[0] - low::step]
         index = key + self._length if key < 0 else key
         if not 0 <= index < self._length:
             raise IndexError("mapping index out of range")
