@@ -21,13 +21,13 @@ from vmkit.process import Process
 BACKENDS = ["native", "sim"]
 
 
-def spawn_process(backend: str) -> Process:
+def spawn_process(backend: str, kernel: sim.Kernel | None = None) -> Process:
     """A fresh process of ``backend`` with ASLR off: a native child, or a model process with the
-    same layout in a fresh model kernel."""
+    same layout (in ``kernel``, or in a fresh model kernel)."""
     if backend == "native":
         return native.spawn()
     if backend == "sim":
-        return sim.Kernel().spawn()
+        return (kernel or sim.Kernel(check_invariants=True)).spawn()
     raise AssertionError(f"unknown backend {backend}")
 
 
@@ -50,19 +50,25 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def proc(backend: str) -> Iterator[Process]:
+def machine(backend: str) -> sim.Kernel | None:
+    """The model kernel every process of a sim test lives in (None on native: the real machine)."""
+    return sim.Kernel(check_invariants=True) if backend == "sim" else None
+
+
+@pytest.fixture
+def proc(backend: str, machine: sim.Kernel | None) -> Iterator[Process]:
     """A fresh process of each backend, killed after the test."""
-    with spawn_process(backend) as p:
+    with spawn_process(backend, machine) as p:
         yield p
 
 
 @pytest.fixture
-def spawn(backend: str) -> Iterator[Callable[[], Process]]:
-    """A factory for more processes of the same backend (all killed after the test)."""
+def spawn(backend: str, machine: sim.Kernel | None) -> Iterator[Callable[[], Process]]:
+    """A factory for more processes of the same backend and machine (all killed after the test)."""
     made: list[Process] = []
 
     def make() -> Process:
-        p = spawn_process(backend)
+        p = spawn_process(backend, machine)
         made.append(p)
         return p
 

@@ -111,8 +111,10 @@ class Kernel:
                  total_ram: int = 24684084 * 1024, swap: int = 0, aslr: bool = False,
                  seed: int | None = None, legacy_va_layout: bool = False,
                  stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0,
-                 lsm_mmap_min_addr: int = 65536) -> None:
+                 lsm_mmap_min_addr: int = 65536, check_invariants: bool = False) -> None:
         self.max_map_count = max_map_count
+        #: Run :mod:`vmkit.sim.invariants` after every call (tests turn this on).
+        self.check_invariants = check_invariants
         #: ``vm.mmap_min_addr`` (``dac_mmap_min_addr``): MAP_FIXED below it needs CAP_SYS_RAWIO.
         self.mmap_min_addr = mmap_min_addr
         #: ``CONFIG_LSM_MMAP_MIN_ADDR``; hints and searches stay above the larger of the two.

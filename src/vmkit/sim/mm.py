@@ -18,9 +18,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from vmkit.errors import BusError, SegmentationFault, os_error
-from vmkit.flags import PAGE_SIZE, BusCode, Map, SegvCode
+from vmkit.flags import PAGE_SIZE
+from vmkit.sim import abi
 from vmkit.sim import anon
 from vmkit.sim.anon import is_mergeable_anon_vma
 from vmkit.sim.frames import ZERO_FRAME, pool
@@ -185,9 +187,9 @@ class MemoryManager:
 
     def arch_get_unmapped_area(self, addr: int, length: int, flags: int) -> int:
         """x86 ``arch_get_unmapped_area`` (bottom-up; MAP_32BIT's window)."""
-        if flags & Map.MAP_FIXED:
+        if flags & abi.MAP_FIXED:
             return addr
-        if flags & Map.MAP_32BIT:
+        if flags & abi.MAP_32BIT:
             begin, end = MMAP_32BIT_BASE, MMAP_32BIT_END
         else:
             begin, end = self.mmap_legacy_base, DEFAULT_MAP_WINDOW
@@ -204,16 +206,16 @@ class MemoryManager:
         gap below mmap_base, else bottom-up."""
         if length > DEFAULT_MAP_WINDOW:
             raise os_error(errno.ENOMEM)
-        if flags & Map.MAP_FIXED:
+        if flags & abi.MAP_FIXED:
             return addr
         addr0 = addr
-        if flags & Map.MAP_32BIT:
+        if flags & abi.MAP_32BIT:
             return self.arch_get_unmapped_area(addr0, length, flags)
         if addr:
             addr &= PAGE_MASK
             if DEFAULT_MAP_WINDOW - length >= addr and self._hint_fits(addr, length):
                 return addr
-        low = 1 << 32 if flags & Map.MAP_ABOVE4G else PAGE_SIZE
+        low = 1 << 32 if flags & abi.MAP_ABOVE4G else PAGE_SIZE
         try:
             return self.unmapped_area_topdown(length, low, self.mmap_base)
         except OSError:
@@ -246,7 +248,7 @@ class MemoryManager:
         """``hugetlb_get_unmapped_area``: huge-page-aligned, top-down; MAP_FIXED must be aligned."""
         if length & (size - 1):
             raise os_error(errno.EINVAL)
-        if flags & Map.MAP_FIXED:
+        if flags & abi.MAP_FIXED:
             if addr & (size - 1):
                 raise os_error(errno.EINVAL)
             return addr
@@ -265,7 +267,7 @@ class MemoryManager:
             result = self.hugetlb_get_unmapped_area(addr, length, flags, huge_size)
         elif file is not None and file.inode.mount.name == "ext4" and file.inode.kind == "reg":
             result = self.thp_get_unmapped_area(addr, length, pgoff << 12, flags)
-        elif file is None and not flags & Map.MAP_SHARED and not addr and length % PMD_SIZE == 0:
+        elif file is None and not flags & abi.MAP_SHARED and not addr and length % PMD_SIZE == 0:
             result = self.thp_get_unmapped_area(addr, length, 0, flags)
         else:
             result = self.mm_get_unmapped_area(addr, length, flags)
@@ -359,6 +361,10 @@ class MemoryManager:
         return self.__split_vma(vma, addr, new_below)
 
     def __split_vma(self, vma: Vma, addr: int, new_below: bool) -> Vma:
+        # vm_ops->may_split: special mappings refuse (special_mapping_split), hugetlb needs a
+        # huge-page boundary (hugetlb_vm_op_split).
+        if vma.special is not None or vma.flags & VM_HUGETLB and addr & (PMD_SIZE - 1):
+            raise os_error(errno.EINVAL)
         new = vma.duplicate()
         new.chain = []
         if new_below:
@@ -462,6 +468,116 @@ class MemoryManager:
         self.vmas.remove(vma)
         anon.unlink_anon_vmas(vma)
 
+    # --- mremap support (mm/vma.c copy_vma, vma_merge_extend; mm/mremap.c move_page_tables) -----
+
+    @staticmethod
+    def _is_fork_child(vma: Vma | None) -> bool:
+        """``vma_is_fork_child`` (6.18 mm/vma.c): an anon_vma whose chain is not singular."""
+        return vma is not None and vma.anon_vma is not None and len(vma.chain) != 1
+
+    def _anon_mergeable_new(self, tgt: Vma, src_anon: object, copied_from: Vma | None) -> bool:
+        """6.18 ``is_mergeable_anon_vma`` for a new range (commit 879bca0a2c4f "fix incorrectly
+        disallowed anonymous VMA merges" and its copied_from fix): an unfaulted target takes the
+        source's anon_vma unless the copied VMA is a fork child; a faulted target absorbs an
+        unfaulted range unless it is a fork child; otherwise the anon_vmas must be the same."""
+        tgt_anon = tgt.anon_vma
+        if tgt_anon is None and src_anon is not None:
+            return not self._is_fork_child(copied_from)
+        if tgt_anon is not None and src_anon is None:
+            return not self._is_fork_child(tgt)
+        return src_anon is tgt_anon
+
+    def merge_new_range_vmg(self, start: int, end: int, flags: int, file: OpenFile | None,
+                            pgoff: int, anon_vma: object, prev: Vma | None, nxt: Vma | None,
+                            copied_from: Vma | None = None) -> Vma | None:
+        """``vma_merge_new_range`` (6.18) with an explicit ``vma_merge_struct``: the range carries
+        ``anon_vma`` (the copied VMA's for mremap) and the 6.18 anon_vma rules apply.  Returns the
+        VMA now covering [start, end), or None when no merge applies (VM_SPECIAL never merges)."""
+        if flags & VM_SPECIAL:
+            return None
+        pages = (end - start) >> 12
+        left = (prev is not None and prev.end == start and self._mergeable(prev, flags, file)
+                and self._anon_mergeable_new(prev, anon_vma, copied_from)
+                and prev.pgoff + prev.pages == pgoff)
+        right = (nxt is not None and nxt.start == end and self._mergeable(nxt, flags, file)
+                 and self._anon_mergeable_new(nxt, anon_vma, copied_from)
+                 and nxt.pgoff == pgoff + pages)
+        if right and left:
+            assert prev is not None and nxt is not None
+            right = (prev.anon_vma is None or nxt.anon_vma is None
+                     or prev.anon_vma is nxt.anon_vma)
+        target: Vma | None = None
+        if left:
+            assert prev is not None
+            target = prev
+            if right:
+                assert nxt is not None
+                self._dup_anon_vma(prev, nxt)
+                self._drop_vma(nxt)
+                prev.end = nxt.end
+            else:
+                prev.end = end
+        elif right:
+            assert nxt is not None
+            target = nxt
+            self._set_start(nxt, start, nxt.pgoff - pages)
+        if target is not None and copied_from is not None and copied_from is not target:
+            self._dup_anon_vma(target, copied_from)
+        return target
+
+    def vma_merge_extend(self, vma: Vma, delta: int) -> Vma | None:
+        """``vma_merge_extend`` (mm/vma.c): grow ``vma`` by ``delta`` bytes in place, merging with the
+        next VMA when it becomes adjacent and compatible.  None if Linux refuses (VM_SPECIAL)."""
+        start, end = vma.end, vma.end + delta
+        nxt = self.vmas.find(start)
+        if nxt is not None and nxt.start < end:
+            return None
+        return self.merge_new_range_vmg(start, end, vma.flags, vma.file, vma.pgoff_at(start),
+                                        vma.anon_vma, vma, nxt)
+
+    def copy_vma(self, vma: Vma, addr: int, length: int, pgoff: int) -> tuple[Vma, Vma]:
+        """``copy_vma`` (mm/vma.c, 6.18): a VMA like ``vma`` over the free range [addr, addr+length),
+        merged with its neighbours when possible (even with ``vma`` itself, DONTUNMAP included: 6.18
+        has no self-merge exclusion), else a duplicate with a cloned anon_vma chain and the same
+        open file.  An unfaulted anonymous VMA gets ``pgoff = addr >> 12``.  Returns (new VMA,
+        source VMA) — the source may have been merged into the new one."""
+        vma_start = vma.start
+        faulted = True
+        if vma.anonymous and vma.anon_vma is None:
+            pgoff = addr >> 12
+            faulted = False
+        prev = self.vmas.below(addr)
+        nxt = self.vmas.find(addr)
+        if nxt is not None and nxt.start < addr + length:
+            raise os_error(errno.ENOMEM)  # "should never get here"
+        new = self.merge_new_range_vmg(addr, addr + length, vma.flags, vma.file, pgoff,
+                                       vma.anon_vma, prev, nxt, copied_from=vma)
+        if new is not None:
+            if new.start <= vma_start < new.end:
+                assert not faulted  # only an unfaulted VMA can merge with itself
+                vma = new
+            return new, vma
+        new = vma.duplicate()
+        new.chain = []
+        new.start, new.end, new.pgoff = addr, addr + length, pgoff
+        anon.anon_vma_clone(new, vma)
+        self.vmas.add(new)
+        return new, vma
+
+    def move_page_tables(self, old_addr: int, new_addr: int, length: int) -> int:
+        """``move_page_tables`` (mm/mremap.c): the entries of [old_addr, old_addr+length) move to
+        new_addr — the same frames, no copy (guard markers move too).  Returns the bytes moved."""
+        first, last = old_addr >> 12, (old_addr + length) >> 12
+        shift = (new_addr - old_addr) >> 12
+        pt = self.pt
+        if last - first > len(pt):
+            vpns = sorted(v for v in pt if first <= v < last)
+        else:
+            vpns = [v for v in range(first, last) if v in pt]
+        moved = {vpn + shift: pt.pop(vpn) for vpn in vpns}
+        pt.update(moved)
+        return length
+
     # --- pages ----------------------------------------------------------------------------------
 
     def zap_pte(self, vpn: int, keep_guard: bool = True) -> None:
@@ -537,7 +653,7 @@ class MemoryManager:
                 return pte >> 2
             return self._wp_fault(vma, vpn, pte)
         if vma.flags & VM_HUGETLB:
-            raise BusError(addr, BusCode.BUS_ADRERR)
+            raise BusError(addr, abi.BUS_ADRERR)
         if vma.anonymous:
             if not write:
                 self.install(vpn, ZERO_FRAME, False, False)
@@ -551,7 +667,7 @@ class MemoryManager:
         assert inode is not None
         index = vma.pgoff_at(addr)
         if index >= inode.pages():
-            raise BusError(addr, BusCode.BUS_ADRERR)
+            raise BusError(addr, abi.BUS_ADRERR)
         cache_frame = inode.get_page(index)
         if vma.flags & VM_SHARED:
             self.install(vpn, cache_frame, bool(vma.flags & VM_WRITE), False)
@@ -606,20 +722,120 @@ class MemoryManager:
         while pos < end:
             vma = self.find_vma(pos)
             if vma is None:
-                raise SegmentationFault(pos, SegvCode.SEGV_MAPERR)
+                raise SegmentationFault(pos, abi.SEGV_MAPERR)
             if vma.start > pos:
                 if not (vma.flags & VM_GROWSDOWN) or not self.expand_stack(vma, pos):
-                    raise SegmentationFault(pos, SegvCode.SEGV_MAPERR)
+                    raise SegmentationFault(pos, abi.SEGV_MAPERR)
             if write and not vma.flags & VM_WRITE or not write and not vma.flags & (VM_READ | VM_WRITE | VM_EXEC):
-                raise SegmentationFault(pos, SegvCode.SEGV_ACCERR)
+                raise SegmentationFault(pos, abi.SEGV_ACCERR)
             if self.pt.get(pos >> 12) == GUARD:
-                raise SegmentationFault(pos, SegvCode.SEGV_MAPERR)
+                raise SegmentationFault(pos, abi.SEGV_MAPERR)
             frame = self.fault(vma, pos, write)
             inpage = pos & (PAGE_SIZE - 1)
             take = min(PAGE_SIZE - inpage, end - pos)
             visit(frame, inpage, done, take)
             done += take
             pos += take
+
+    # --- get_user_pages (mm/gup.c) ------------------------------------------------------------------
+
+    @staticmethod
+    def check_vma_flags(vma: Vma, write: bool, force: bool) -> int:
+        """``check_vma_flags`` (mm/gup.c): 0 if GUP may take pages of ``vma``, else the errno
+        (EFAULT): never VM_IO/VM_PFNMAP; a write needs VM_WRITE (or FOLL_FORCE on a COW mapping);
+        a read needs VM_READ (or FOLL_FORCE and VM_MAYREAD)."""
+        from vmkit.sim.vmflags import VM_IO, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP
+
+        flags = vma.flags
+        if flags & (VM_IO | VM_PFNMAP):
+            return errno.EFAULT
+        if write:
+            if not flags & VM_WRITE:
+                cow = flags & (VM_SHARED | VM_MAYWRITE) == VM_MAYWRITE  # is_cow_mapping
+                if not force or flags & VM_HUGETLB or not cow:
+                    return errno.EFAULT
+        elif not flags & VM_READ:
+            if not force or not flags & VM_MAYREAD:
+                return errno.EFAULT
+        return 0
+
+    def get_user_pages(self, start: int, nr_pages: int, write: bool,
+                       force: bool = False) -> tuple[list[tuple[Vma, int]], int]:
+        """``__get_user_pages`` (mm/gup.c) for FOLL_TOUCH [| FOLL_WRITE] [| FOLL_FORCE]: faults in
+        and returns ``(vma, frame)`` of each page from ``start`` until the first failure, and that
+        failure's errno (0 if every page was taken).  Like the kernel, the caller sees an error only
+        when no page was taken.
+
+        The VMA is looked up without growing a stack (``gup_vma_lookup``: "GUP no longer grows the
+        stack"); a guard marker faults with VM_FAULT_SIGSEGV (``handle_pte_marker``) and SIGBUS past
+        EOF, both EFAULT (``vm_fault_to_errno``)."""
+        out: list[tuple[Vma, int]] = []
+        addr = start & PAGE_MASK
+        vma: Vma | None = None
+        for _ in range(nr_pages):
+            if vma is None or addr >= vma.end:
+                vma = self.vma_lookup(addr)
+                if vma is None:
+                    return out, errno.EFAULT
+                err = self.check_vma_flags(vma, write, force)
+                if err:
+                    return out, err
+            if self.pt.get(addr >> 12) == GUARD:
+                return out, errno.EFAULT
+            if vma.special is not None:
+                raise NotImplementedError(
+                    f"vmkit.sim does not model the pages of the special mapping {vma.special}")
+            if write and not vma.flags & VM_WRITE:
+                raise NotImplementedError("vmkit.sim does not model FOLL_FORCE writes (forced COW)")
+            try:
+                frame = self.fault(vma, addr, write)
+            except (BusError, SegmentationFault):
+                return out, errno.EFAULT
+            out.append((vma, frame))
+            addr += PAGE_SIZE
+        return out, 0
+
+    def populate_vma_page_range(self, vma: Vma, start: int, end: int) -> tuple[int, int]:
+        """``populate_vma_page_range`` (mm/gup.c): (pages done, errno).  VM_LOCKONFAULT: nothing
+        to do, all counted done; PROT_NONE: EFAULT; a write fault for private writable memory (to
+        break COW), else a forced read fault."""
+        from vmkit.sim.vmflags import VM_LOCKONFAULT
+
+        nr_pages = (end - start) >> 12
+        if vma.flags & VM_LOCKONFAULT:
+            return nr_pages, 0
+        if not vma.flags & (VM_READ | VM_WRITE | VM_EXEC):  # vma_is_accessible
+            return 0, errno.EFAULT
+        write = vma.flags & (VM_WRITE | VM_SHARED) == VM_WRITE
+        pages, err = self.get_user_pages(start, nr_pages, write, force=not write)
+        return (len(pages), 0) if pages or not err else (0, err)
+
+    def populate(self, start: int, end: int, ignore_errors: bool) -> int:
+        """``__mm_populate`` (mm/gup.c): fault in [start, end) VMA by VMA, skipping VM_IO/VM_PFNMAP
+        and holes; returns 0 or the errno that stopped it (errors are skipped per VMA with
+        ``ignore_errors``, as ``mm_populate`` does).
+
+        Pages of special mappings ([vdso]) are not modelled: such VMAs are skipped here."""
+        from vmkit.sim.vmflags import VM_IO, VM_PFNMAP
+
+        nstart = start
+        while nstart < end:
+            vma = self.find_vma(nstart)
+            if vma is None or vma.start >= end:
+                break
+            nend = min(end, vma.end)
+            if vma.flags & (VM_IO | VM_PFNMAP) or vma.special is not None:
+                nstart = nend
+                continue
+            nstart = max(nstart, vma.start)
+            done, err = self.populate_vma_page_range(vma, nstart, nend)
+            if err:
+                if ignore_errors:
+                    nstart = nend
+                    continue
+                return err
+            nstart += done << 12
+        return 0
 
     # --- stack (mm/mmap.c expand_downwards, acct_stack_growth) -----------------------------------
 
@@ -724,6 +940,182 @@ class MemoryManager:
 
     def anon_pages(self, vma: Vma) -> int:
         return sum(1 for _, pte in self.present_pages(vma.start, vma.end) if pte & PTE_ANON)
+
+    # --- madvise support (mm/madvise.c, mm/khugepaged.c, mm/vmscan.c) ---------------------------
+
+    def install_guards(self, vma: Vma, start: int, end: int) -> None:
+        """``madvise_guard_install``: zaps [start, end) (``zap_page_range_single``, existing markers
+        kept) and puts a guard marker in every entry; VM_MAYBE_GUARD goes on the whole VMA without
+        a split (``vm_flags_set``), an anonymous VMA gets its anon_vma first."""
+        from vmkit.sim.vmflags import VM_MAYBE_GUARD
+
+        if vma.anonymous:
+            self.anon_vma_prepare(vma)
+        vma.flags |= VM_MAYBE_GUARD
+        self.zap_range(start, end, keep_guard=True)
+        for vpn in range(start >> 12, end >> 12):
+            self.pt[vpn] = GUARD
+
+    def remove_guards(self, start: int, end: int) -> None:
+        """``madvise_guard_remove``: clears the guard markers of [start, end); nothing else."""
+        pt = self.pt
+        first, last = start >> 12, end >> 12
+        vpns = (v for v in list(pt) if first <= v < last) if last - first > len(pt) else range(first, last)
+        for vpn in vpns:
+            if pt.get(vpn) == GUARD:
+                del pt[vpn]
+
+    def unmap_file_pages(self, vma: Vma, start: int, end: int) -> None:
+        """``unmap_mapping_range(..., even_cows=0)`` within one VMA: page-cache pages leave the page
+        table, private copies (PTE_ANON) and guard markers stay."""
+        for vpn, pte in list(self.present_pages(start, end)):
+            if not pte & PTE_ANON and pte >> 2 != ZERO_FRAME:
+                self.zap_pte(vpn)
+
+    def lazyfree_range(self, start: int, end: int) -> None:
+        """``madvise_free_pte_range``: every exclusive anonymous page of [start, end) becomes clean
+        and goes to the per-CPU lazyfree batch (``folio_mark_lazyfree``); pages shared with another
+        process and the zero page are skipped.  Lazily freed pages are reclaimed only under memory
+        pressure, which the model never has.  The model has no hardware dirty bit: the entry is
+        write-protected so that the next store goes through ``do_wp_page``, which reuses the
+        exclusive page and dirties it again, as the CPU setting the dirty bit would."""
+        frames = pool()
+        for vpn, pte in list(self.present_pages(start, end)):
+            frame = pte >> 2
+            if not pte & PTE_ANON or frame == ZERO_FRAME or frames.mapcount[frame] != 1:
+                continue
+            frames.dirty[frame] = 0
+            self.pt[vpn] = pte & ~PTE_WRITE
+            LAZYFREE.discard(frame)
+            batch = LAZYFREE_BATCHES.setdefault(self.kernel, [])
+            batch.append(frame)
+            if len(batch) == FOLIO_BATCH_SIZE:  # the batch is full: lru_lazyfree drains it
+                lru_add_drain(self.kernel)
+
+    def lazyfree_pages(self, vma: Vma) -> int:
+        """Pages of ``vma`` counted by smaps ``LazyFree``: lazily freed anonymous pages whose batch
+        was drained (no longer swap-backed) and that are still clean."""
+        frames = pool()
+        return sum(1 for _, pte in self.present_pages(vma.start, vma.end)
+                   if pte & PTE_ANON and pte >> 2 in LAZYFREE and not frames.dirty[pte >> 2])
+
+    def pageout_range(self, vma: Vma, start: int, end: int, file_pages: bool) -> None:
+        """MADV_PAGEOUT (``madvise_cold_or_pageout_pte_range`` → ``reclaim_pages`` →
+        ``shrink_folio_list``) without swap: anonymous pages cannot go anywhere and stay; page-cache
+        pages (shmem included) mapped by this entry alone leave the page table (``try_to_unmap``),
+        and those of a disk file that are clean also leave the page cache; dirty and shmem pages
+        stay cached.  ``file_pages`` False (``pageout_anon_only_filter``) leaves page-cache pages
+        alone.  Pages mapped elsewhere too are skipped (``folio_maybe_mapped_shared``)."""
+        lru_add_drain(self.kernel)
+        if vma.file is None or not file_pages:
+            return
+        inode = vma.file.inode
+        frames = pool()
+        for vpn, pte in list(self.present_pages(start, end)):
+            frame = pte >> 2
+            if pte & PTE_ANON or frame == ZERO_FRAME or frames.mapcount[frame] != 1:
+                continue
+            index = vma.pgoff_at(vpn << 12)
+            self.zap_pte(vpn)
+            if frames.dirty[frame]:
+                inode.mark_dirty(index)  # the PTE's dirty bit passes to the folio
+            if (inode.mount.has_disk and index not in inode.dirty and not frames.dirty[frame]
+                    and inode.cache.get(index) == frame and frames.refs[frame] == 1):
+                del inode.cache[index]
+                frames.put(frame)
+
+    def collapse_scan_pmd(self, vma: Vma, haddr: int) -> int:
+        """``hpage_collapse_scan_pmd`` + ``__collapse_huge_page_isolate`` for MADV_COLLAPSE
+        (``cc->is_khugepaged`` false: no limit on empty, zero-page or shared entries, and 6.18 no
+        longer wants a writable one).  Returns 0 if the 2 MiB block at ``haddr`` can collapse, else
+        the errno ``madvise_collapse_errno`` gives: EINVAL for a block without a page table
+        (SCAN_PMD_NULL) or with a page that is not anonymous.
+
+        The model keeps no page-table pages: a block with no entry at all counts as having no PTE
+        table, although Linux keeps the table after a zap (then it would collapse the empty block)."""
+        present = False
+        pt = self.pt
+        for vpn in range(haddr >> 12, (haddr + PMD_SIZE) >> 12):
+            pte = pt.get(vpn)
+            if pte is None:
+                continue
+            if pte == GUARD:
+                raise NotImplementedError("vmkit.sim does not model MADV_COLLAPSE over guard markers")
+            present = True
+            if pte >> 2 != ZERO_FRAME and not pte & PTE_ANON:
+                return errno.EINVAL  # SCAN_PAGE_ANON
+        return 0 if present else errno.EINVAL
+
+    def collapse_huge_pmd(self, vma: Vma, haddr: int) -> None:
+        """``collapse_huge_page``: a new 2 MiB anonymous folio replaces the block at ``haddr``: every
+        page is copied (empty and zero-page entries become zero-filled pages), the old pages are
+        released, and the block is mapped by one PMD, dirty and writable if the VMA is
+        (``maybe_pmd_mkwrite(pmd_mkdirty())``).  The PMD mapping is recorded in :data:`HUGE_PMDS`."""
+        frames = pool()
+        self.anon_vma_prepare(vma)
+        writable = bool(vma.flags & VM_WRITE)
+        new: list[int] = []
+        for vpn in range(haddr >> 12, (haddr + PMD_SIZE) >> 12):
+            frame = frames.alloc()
+            pte = self.pt.get(vpn)
+            if pte is not None and pte >> 2 != ZERO_FRAME:
+                frames.copy(frame, pte >> 2)
+            frames.dirty[frame] = 1
+            self.zap_pte(vpn)
+            self.install(vpn, frame, writable, True)
+            new.append(frame)
+        HUGE_PMDS[new[0]] = tuple(new)
+
+    def huge_pmd_at(self, haddr: int) -> bool:
+        """Whether the aligned 2 MiB block at ``haddr`` is mapped by a PMD-mapped anonymous THP: its
+        entries are still exactly the frames of one collapsed folio.  Anything that splits the PMD
+        in Linux (a partial zap, a COW copy of one page) changes an entry, and the block stops
+        counting."""
+        pt = self.pt
+        base = haddr >> 12
+        pte = pt.get(base)
+        if pte is None or pte == GUARD:
+            return False
+        folio = HUGE_PMDS.get(pte >> 2)
+        if folio is None:
+            return False
+        frames = pool()
+        if any(frames.refs[f] <= 0 for f in folio):
+            del HUGE_PMDS[pte >> 2]  # the folio was freed: a stale record
+            return False
+        for i, f in enumerate(folio):
+            pte = pt.get(base + i)
+            if pte is None or pte == GUARD or pte >> 2 != f:
+                return False
+        return True
+
+    def anon_huge_pages(self, vma: Vma) -> int:
+        """Pages of ``vma`` in PMD-mapped anonymous THPs (smaps ``AnonHugePages``): the aligned
+        2 MiB blocks wholly inside the VMA (a VMA split inside a block splits its PMD) that are
+        :meth:`huge_pmd_at`."""
+        first = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+        return sum(PMD_SIZE >> 12 for haddr in range(first, vma.end - PMD_SIZE + 1, PMD_SIZE)
+                   if self.huge_pmd_at(haddr))
+
+def lru_add_drain(kernel: Kernel) -> None:
+    """``lru_add_drain``: the pending lazyfree batch drains; its pages stop being swap-backed and
+    count as ``LazyFree`` in smaps."""
+    batch = LAZYFREE_BATCHES.pop(kernel, [])
+    LAZYFREE.update(batch)
+
+
+#: ``PAGEVEC_SIZE``/``FOLIO_BATCH_SIZE``: the per-CPU LRU batches drain when they hold this many.
+FOLIO_BATCH_SIZE = 31
+#: Each model machine's per-CPU ``lru_lazyfree`` batch (one CPU): frames marked lazyfree, not drained.
+LAZYFREE_BATCHES: WeakKeyDictionary[Kernel, list[int]] = WeakKeyDictionary()
+#: Frames whose lazyfree batch was drained (``!folio_test_swapbacked``); a frame leaves the set when it
+#: is marked lazyfree again.  Membership counts only while the frame is a clean anonymous page.
+LAZYFREE: set[int] = set()
+
+#: PMD-mapped anonymous THPs made by MADV_COLLAPSE: head frame -> the folio's 512 frames in order.
+#: Frames are global (one pool per Python process), so fork children, which map the same frames
+#: (``copy_huge_pmd``), see the same huge mappings.
+HUGE_PMDS: dict[int, tuple[int, ...]] = {}
 
 
 __all__ = ["GUARD", "MemoryManager", "PTE_ANON", "PTE_WRITE", "VM_ACCOUNT", "VM_MAYSHARE", "VM_NORESERVE"]

@@ -54,43 +54,70 @@ class SimProcess(Process):
 
     def mremap(self, old_address: int, old_size: int, new_size: int, flags: int = 0,
                new_address: int | None = None) -> int:
-        raise _missing("mremap")
+        from vmkit.sim import sys_mremap
+
+        return sys_mremap.sys_mremap(self._live(), old_address, old_size, new_size, flags,
+                                     new_address or 0)
 
     def msync(self, addr: int, length: int, flags: int) -> None:
-        raise _missing("msync")
+        from vmkit.sim import sys_msync
+
+        sys_msync.sys_msync(self._live(), addr, length, flags)
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
-        raise _missing("madvise")
+        from vmkit.sim import sys_madvise
+
+        sys_madvise.sys_madvise(self._live(), addr, length, advice)
 
     def mincore(self, addr: int, length: int) -> bytes:
-        raise _missing("mincore")
+        from vmkit.sim import sys_mincore
+
+        return sys_mincore.sys_mincore(self._live(), addr, length)
 
     def mlock(self, addr: int, length: int) -> None:
-        raise _missing("mlock")
+        from vmkit.sim import sys_mlock
+
+        sys_mlock.sys_mlock(self._live(), addr, length)
 
     def mlock2(self, addr: int, length: int, flags: int = 0) -> None:
-        raise _missing("mlock2")
+        from vmkit.sim import sys_mlock
+
+        sys_mlock.sys_mlock2(self._live(), addr, length, flags)
 
     def munlock(self, addr: int, length: int) -> None:
-        raise _missing("munlock")
+        from vmkit.sim import sys_mlock
+
+        sys_mlock.sys_munlock(self._live(), addr, length)
 
     def mlockall(self, flags: int) -> None:
-        raise _missing("mlockall")
+        from vmkit.sim import sys_mlock
+
+        sys_mlock.sys_mlockall(self._live(), flags)
 
     def munlockall(self) -> None:
-        raise _missing("munlockall")
+        from vmkit.sim import sys_mlock
+
+        sys_mlock.sys_munlockall(self._live())
 
     def process_vm_readv(self, pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
-        raise _missing("process_vm_readv")
+        from vmkit.sim import sys_process_vm
+
+        return sys_process_vm.sys_process_vm_readv(self._live(), pid, local_iov, remote_iov, flags)
 
     def process_vm_writev(self, pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
-        raise _missing("process_vm_writev")
+        from vmkit.sim import sys_process_vm
+
+        return sys_process_vm.sys_process_vm_writev(self._live(), pid, local_iov, remote_iov, flags)
 
     def process_madvise(self, pidfd: int, iov: Iov, advice: int, flags: int = 0) -> int:
-        raise _missing("process_madvise")
+        from vmkit.sim import sys_process_vm
+
+        return sys_process_vm.sys_process_madvise(self._live(), pidfd, iov, advice, flags)
 
     def process_mrelease(self, pidfd: int, flags: int = 0) -> None:
-        raise _missing("process_mrelease")
+        from vmkit.sim import sys_process_vm
+
+        sys_process_vm.sys_process_mrelease(self._live(), pidfd, flags)
 
     # --- CPU accesses --------------------------------------------------------------------------
 
@@ -295,3 +322,30 @@ class SimProcess(Process):
 
     def __repr__(self) -> str:
         return f"<vmkit.sim process {self.pid} {'alive' if self.task.alive else 'dead'}>"
+
+
+def _checked(method):  # type: ignore[no-untyped-def]
+    """Runs the invariant checker after the call when the kernel asks for it."""
+    import functools
+
+    from vmkit.sim.invariants import check_kernel
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            kernel = self.kernel
+            if kernel.check_invariants:
+                # every call while address spaces are small; every 1024th once they are large,
+                # so a test filling max_map_count stays linear
+                kernel.calls_checked = getattr(kernel, "calls_checked", 0) + 1
+                if self.task.mm.map_count < 1024 or kernel.calls_checked % 1024 == 0:
+                    check_kernel(kernel)
+
+    return call
+
+
+for _name, _member in list(vars(SimProcess).items()):
+    if not _name.startswith("_") and callable(_member):
+        setattr(SimProcess, _name, _checked(_member))

@@ -90,7 +90,8 @@ def _smaps_block(mm: MemoryManager, vma: Vma) -> str:
         ("Pss", pss // 1024), ("Pss_Dirty", pss_dirty // 1024), ("Shared_Clean", shared_clean),
         ("Shared_Dirty", shared_dirty), ("Private_Clean", private_clean),
         ("Private_Dirty", private_dirty), ("Referenced", rss), ("Anonymous", anonymous),
-        ("KSM", 0), ("LazyFree", 0), ("AnonHugePages", 0), ("ShmemPmdMapped", 0),
+        ("KSM", 0), ("LazyFree", mm.lazyfree_pages(vma) * 4),
+        ("AnonHugePages", mm.anon_huge_pages(vma) * 4), ("ShmemPmdMapped", 0),
         ("FilePmdMapped", 0), ("Shared_Hugetlb", 0), ("Private_Hugetlb", 0), ("Swap", 0),
         ("SwapPss", 0), ("Locked", locked),
     ]

@@ -10,7 +10,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from vmkit.errors import BusError, Fault, os_error
-from vmkit.flags import PAGE_SIZE, TASK_SIZE, Map
+from vmkit.flags import PAGE_SIZE, TASK_SIZE
+from vmkit.sim import abi
 from vmkit.sim.fs import OpenFile
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
 MASK64 = (1 << 64) - 1
 #: ``LEGACY_MAP_MASK`` (include/linux/mman.h): the flags MAP_SHARED_VALIDATE accepts.
 LEGACY_MAP_MASK = (
-    Map.MAP_SHARED | Map.MAP_PRIVATE | Map.MAP_FIXED | Map.MAP_ANONYMOUS | Map.MAP_DENYWRITE
-    | Map.MAP_EXECUTABLE | Map.MAP_UNINITIALIZED | Map.MAP_GROWSDOWN | Map.MAP_LOCKED
-    | Map.MAP_NORESERVE | Map.MAP_POPULATE | Map.MAP_NONBLOCK | Map.MAP_STACK | Map.MAP_HUGETLB
-    | Map.MAP_32BIT | Map.MAP_ABOVE4G | (0x3F << 26)
+    abi.MAP_SHARED | abi.MAP_PRIVATE | abi.MAP_FIXED | abi.MAP_ANONYMOUS | abi.MAP_DENYWRITE
+    | abi.MAP_EXECUTABLE | abi.MAP_UNINITIALIZED | abi.MAP_GROWSDOWN | abi.MAP_LOCKED
+    | abi.MAP_NORESERVE | abi.MAP_POPULATE | abi.MAP_NONBLOCK | abi.MAP_STACK | abi.MAP_HUGETLB
+    | abi.MAP_32BIT | abi.MAP_ABOVE4G | (0x3F << 26)
 )
 #: Huge page sizes this machine has (``hstate_sizelog``): the default (0), 2 MiB and 1 GiB.
 HUGE_SIZES = {0: 2 << 20, 21: 2 << 20, 30: 1 << 30}
@@ -50,11 +51,11 @@ def sys_mmap(task: Task, addr: int, length: int, prot: int, flags: int, fd: int,
     pgoff = offset >> 12
     file: OpenFile | None = None
     hugetlb = False
-    if not flags & Map.MAP_ANONYMOUS:
+    if not flags & abi.MAP_ANONYMOUS:
         file = task.file(fd if fd < (1 << 31) else fd - (1 << 32))
-        if flags & Map.MAP_HUGETLB:
+        if flags & abi.MAP_HUGETLB:
             raise os_error(errno.EINVAL)
-    elif flags & Map.MAP_HUGETLB:
+    elif flags & abi.MAP_HUGETLB:
         size = HUGE_SIZES.get((flags >> 26) & 0x3F)
         if size is None:
             raise os_error(errno.EINVAL)
@@ -70,9 +71,9 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     kernel = task.kernel
     if not length:
         raise os_error(errno.EINVAL)
-    if flags & Map.MAP_FIXED_NOREPLACE:
-        flags |= Map.MAP_FIXED
-    if not flags & Map.MAP_FIXED:
+    if flags & abi.MAP_FIXED_NOREPLACE:
+        flags |= abi.MAP_FIXED
+    if not flags & abi.MAP_FIXED:
         addr &= ~(PAGE_SIZE - 1)
         if addr and addr < kernel.min_addr:  # round_hint_to_min
             addr = page_align(kernel.min_addr)
@@ -87,19 +88,19 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
     addr = mm.get_unmapped_area(file, addr, length, pgoff if file is not None else 0, flags,
                                 huge_size=HUGE_SIZES[(flags >> 26) & 0x3F] if hugetlb else 0)
-    if flags & Map.MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
+    if flags & abi.MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
         raise os_error(errno.EEXIST)
-    if flags & Map.MAP_LOCKED and not task.can_do_mlock():
+    if flags & abi.MAP_LOCKED and not task.can_do_mlock():
         raise os_error(errno.EPERM)
     if vm_flags & VM_LOCKED and not task.mlock_ok(mm, length >> 12):
         raise os_error(errno.EAGAIN)
-    map_type = flags & Map.MAP_TYPE
+    map_type = flags & abi.MAP_TYPE
     if file is not None:
         inode = file.inode
         if inode.kind == "reg" and not file_mmap_ok(pgoff, length):
             raise os_error(errno.EOVERFLOW)
-        if map_type in (Map.MAP_SHARED, Map.MAP_SHARED_VALIDATE):
-            if map_type == Map.MAP_SHARED:
+        if map_type in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE):
+            if map_type == abi.MAP_SHARED:
                 flags &= LEGACY_MAP_MASK
             mask = LEGACY_MAP_MASK
             if flags & ~mask & 0xFFFFFFFF:
@@ -109,7 +110,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
             vm_flags |= VM_SHARED | VM_MAYSHARE
             if not file.writable:
                 vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
-        elif map_type != Map.MAP_PRIVATE:
+        elif map_type != abi.MAP_PRIVATE:
             raise os_error(errno.EINVAL)
         if not file.readable:
             raise os_error(errno.EACCES)
@@ -118,26 +119,26 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
         if vm_flags & VM_GROWSDOWN:
             raise os_error(errno.EINVAL)
     else:
-        if map_type == Map.MAP_SHARED:
+        if map_type == abi.MAP_SHARED:
             if vm_flags & VM_GROWSDOWN:
                 raise os_error(errno.EINVAL)
             pgoff = 0
             vm_flags |= VM_SHARED | VM_MAYSHARE
-        elif map_type == Map.MAP_DROPPABLE:
-            if flags & (Map.MAP_LOCKED | Map.MAP_HUGETLB) or vm_flags & VM_GROWSDOWN:
+        elif map_type == abi.MAP_DROPPABLE:
+            if flags & (abi.MAP_LOCKED | abi.MAP_HUGETLB) or vm_flags & VM_GROWSDOWN:
                 raise os_error(errno.EINVAL)
             vm_flags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP
             pgoff = addr >> 12
-        elif map_type == Map.MAP_PRIVATE:
+        elif map_type == abi.MAP_PRIVATE:
             pgoff = addr >> 12
         else:
             raise os_error(errno.EINVAL)
-    if flags & Map.MAP_NORESERVE and kernel.overcommit_memory != 2:
+    if flags & abi.MAP_NORESERVE and kernel.overcommit_memory != 2:
         vm_flags |= VM_NORESERVE
     if hugetlb:
-        vm_flags |= VM_NORESERVE if flags & Map.MAP_NORESERVE else 0
+        vm_flags |= VM_NORESERVE if flags & abi.MAP_NORESERVE else 0
     addr = mmap_region(task, file, addr, length, vm_flags, pgoff, flags, hugetlb)
-    if vm_flags & VM_LOCKED or flags & (Map.MAP_POPULATE | Map.MAP_NONBLOCK) == Map.MAP_POPULATE:
+    if vm_flags & VM_LOCKED or flags & (abi.MAP_POPULATE | abi.MAP_NONBLOCK) == abi.MAP_POPULATE:
         populate(task, addr, addr + length)
     return addr
 
@@ -271,7 +272,7 @@ def sys_brk(task: Task, brk: int) -> int:
         mm.munmap_range(newbrk, oldbrk)
         return brk
     try:  # check_brk_limits
-        mm.get_unmapped_area(None, oldbrk, newbrk - oldbrk, 0, Map.MAP_FIXED)
+        mm.get_unmapped_area(None, oldbrk, newbrk - oldbrk, 0, abi.MAP_FIXED)
     except OSError:
         return origbrk
     if mm.def_flags & VM_LOCKED and not task.mlock_ok(mm, (newbrk - oldbrk) >> 12):

@@ -6,7 +6,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from vmkit.errors import os_error
-from vmkit.flags import PAGE_SIZE, Prot
+from vmkit.flags import PAGE_SIZE
+from vmkit.sim import abi
 from vmkit.sim.sys_mmap import MASK64, page_align, populate
 from vmkit.sim.vmflags import (
     VM_ACCESS_FLAGS, VM_ACCOUNT, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_NORESERVE, VM_SEALED,
@@ -16,8 +17,8 @@ from vmkit.sim.vmflags import (
 if TYPE_CHECKING:
     from vmkit.sim.kernel import Task
 
-_GROWS = Prot.PROT_GROWSDOWN | Prot.PROT_GROWSUP
-_VALID = Prot.PROT_READ | Prot.PROT_WRITE | Prot.PROT_EXEC | Prot.PROT_SEM
+_GROWS = abi.PROT_GROWSDOWN | abi.PROT_GROWSUP
+_VALID = abi.PROT_READ | abi.PROT_WRITE | abi.PROT_EXEC | abi.PROT_SEM
 
 
 def sys_mprotect(task: Task, start: int, length: int, prot: int) -> None:
@@ -40,9 +41,9 @@ def sys_mprotect(task: Task, start: int, length: int, prot: int) -> None:
         raise os_error(errno.EINVAL)
     mm = task.mm
     vma = mm.vmas.find(start)
-    if vma is None or vma.start >= end and not grows & Prot.PROT_GROWSDOWN:
+    if vma is None or vma.start >= end and not grows & abi.PROT_GROWSDOWN:
         raise os_error(errno.ENOMEM)
-    if grows & Prot.PROT_GROWSDOWN:
+    if grows & abi.PROT_GROWSDOWN:
         if vma.start >= end:
             raise os_error(errno.ENOMEM)
         start = vma.start
@@ -51,7 +52,7 @@ def sys_mprotect(task: Task, start: int, length: int, prot: int) -> None:
     else:
         if vma.start > start:
             raise os_error(errno.ENOMEM)
-        if grows & Prot.PROT_GROWSUP:
+        if grows & abi.PROT_GROWSUP:
             raise os_error(errno.EINVAL)  # x86 has no VM_GROWSUP
     nstart = start
     tmp = vma.start

@@ -6,7 +6,7 @@ mnemonics are ``fs/proc/task_mmu.c:show_smap_vma_flags``, printed in bit order.
 
 from __future__ import annotations
 
-from vmkit.flags import Map, Prot
+from vmkit.sim import abi
 
 VM_NONE = 0
 VM_READ = 0x00000001
@@ -76,22 +76,22 @@ def mnemonics(flags: int) -> str:
 
 def calc_vm_prot_bits(prot: int) -> int:
     """``calc_vm_prot_bits``: PROT_READ/WRITE/EXEC to VM_READ/WRITE/EXEC (x86 has no pkey here)."""
-    return prot & (Prot.PROT_READ | Prot.PROT_WRITE | Prot.PROT_EXEC)
+    return prot & (abi.PROT_READ | abi.PROT_WRITE | abi.PROT_EXEC)
 
 
 def calc_vm_flag_bits(flags: int) -> int:
     """``calc_vm_flag_bits``: GROWSDOWN, LOCKED, SYNC; MAP_STACK means VM_NOHUGEPAGE (THP built in);
     MAP_DROPPABLE means VM_DROPPABLE."""
     vm = 0
-    if flags & Map.MAP_GROWSDOWN:
+    if flags & abi.MAP_GROWSDOWN:
         vm |= VM_GROWSDOWN
-    if flags & Map.MAP_LOCKED:
+    if flags & abi.MAP_LOCKED:
         vm |= VM_LOCKED
-    if flags & Map.MAP_SYNC:
+    if flags & abi.MAP_SYNC:
         vm |= VM_SYNC
-    if flags & Map.MAP_STACK:
+    if flags & abi.MAP_STACK:
         vm |= VM_NOHUGEPAGE
-    if flags & Map.MAP_TYPE == Map.MAP_DROPPABLE:
+    if flags & abi.MAP_TYPE == abi.MAP_DROPPABLE:
         vm |= VM_DROPPABLE
     return vm
 
