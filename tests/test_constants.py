@@ -83,7 +83,7 @@ ENUM_OF_PREFIX = {
     "SEGV_": (vmkit.SegvCode, enum.IntEnum), "BUS_": (vmkit.BusCode, enum.IntEnum),
 }
 NOT_ENUM_MEMBERS = {"MAP_ANON", "MAP_FAILED", "MAP_HUGE_SHIFT", "MAP_HUGE_MASK", "IOV_MAX", "PAGE_SIZE"}
-ENUM_MEMBERS = sorted(name for cls in vmkit._flags.EXPORTED_ENUMS for name in cls.__members__)
+ENUM_MEMBERS = sorted(name for cls in vmkit.flags.EXPORTED_ENUMS for name in cls.__members__)
 ALL_CONSTANTS = sorted(set(SEED_CONSTANTS + EXTRA_CONSTANTS + HUGE_SIZES + ENUM_MEMBERS))
 
 
@@ -310,7 +310,7 @@ class TestEnums:
 
     def test_every_member_is_exported(self) -> None:
         """Every enum member is bound at vmkit top level and listed in __all__ (vmkit.__init__)."""
-        for cls in vmkit._flags.EXPORTED_ENUMS:
+        for cls in vmkit.flags.EXPORTED_ENUMS:
             for name, member in cls.__members__.items():
                 assert getattr(vmkit, name) is member
                 assert name in vmkit.__all__

@@ -8,7 +8,8 @@ Every constant of the ABI is importable here under its C name (``vmkit.PROT_READ
 """
 # (No ``from __future__ import annotations`` here: it would bind ``vmkit.annotations``.)
 
-from vmkit import flags as _flags
+from vmkit._constants import *  # noqa: F403  (every ABI constant, by name)
+from vmkit._constants import __all__ as _constant_names
 from vmkit.errors import BusError, Fault, ProcessGone, SegmentationFault
 from vmkit.flags import (
     IOV_MAX, MAP_ANON, MAP_FAILED, MAP_HUGE_MASK, MAP_HUGE_SHIFT, MCL, MFD, MS, PAGE_SIZE,
@@ -20,19 +21,9 @@ from vmkit.process import Process
 __version__ = "0.1.0"
 
 
-def _export_enums() -> list[str]:
-    """Binds every enum member at module level under its C name (psutil's ``_export_enum``)."""
-    names = []
-    for enum_class in _flags.EXPORTED_ENUMS:
-        for name, member in enum_class.__members__.items():
-            globals()[name] = member
-            names.append(name)
-    return names
-
-
 __all__ = [
     "BusCode", "BusError", "Fault", "IOV_MAX", "MAP_ANON", "MAP_FAILED", "MAP_HUGE_MASK",
     "MAP_HUGE_SHIFT", "MCL", "MFD", "MS", "Madv", "Map", "MapHuge", "MLock", "MRemap", "PAGE_SIZE",
     "PIDFD_SELF_THREAD", "PIDFD_SELF_THREAD_GROUP", "Process", "ProcessGone", "Prot",
-    "SegmentationFault", "SegvCode", "TASK_SIZE", *_export_enums(),
+    "SegmentationFault", "SegvCode", "TASK_SIZE", *_constant_names,
 ]
