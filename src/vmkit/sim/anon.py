@@ -2,8 +2,9 @@
 
 The model keeps them for one reason: they decide which VMAs Linux merges.  A VMA gets an anon_vma on
 its first write fault (or reuses a compatible neighbour's, ``find_mergeable_anon_vma``); splits clone
-the chain; fork gives the child a chain one longer than the parent's; ``is_mergeable_anon_vma``
-refuses to merge a VMA without an anon_vma into a neighbour whose chain is not singular.
+the chain; fork gives the child a chain one longer than the parent's; ``is_mergeable_anon_vma`` (the one
+anon_vma merge rule of every merge path: mmap, brk, mremap, mprotect/mlock/madvise) refuses a merge
+that would share a fork child's anon_vma.
 """
 
 from __future__ import annotations
@@ -58,11 +59,39 @@ def anon_vma_prepare(vma: Vma, prev: Vma | None, next_: Vma | None) -> None:
     anon_vma.num_active_vmas += 1
 
 
-def is_mergeable_anon_vma(a1: AnonVma | None, a2: AnonVma | None, vma: Vma | None) -> bool:
-    """``is_mergeable_anon_vma`` (mm/vma.c): equal, or one missing while ``vma`` is no fork child."""
-    if (a1 is None or a2 is None) and (vma is None or len(vma.chain) == 1):
-        return True
-    return a1 is a2
+def is_fork_child(vma: Vma | None) -> bool:
+    """``vma_is_fork_child`` (6.18 mm/vma.c): a faulted VMA whose anon_vma chain is not singular
+    (inherited across fork, or split from such a VMA)."""
+    return vma is not None and vma.anon_vma is not None and len(vma.chain) != 1
+
+
+def is_mergeable_anon_vma(tgt: Vma, src_anon: AnonVma | None, src: Vma | None = None,
+                          copied_from: Vma | None = None) -> bool:
+    """``is_mergeable_anon_vma`` (6.18 mm/vma.c, commit 879bca0a2c4f "fix incorrectly disallowed
+    anonymous VMA merges" and the copied_from fix): may the range carrying ``src_anon`` merge into
+    the neighbour ``tgt``?  ``src`` is the VMA being modified (``vmg->middle``, existing-range merges
+    only: mprotect, mlock, madvise), ``copied_from`` the VMA mremap copies (``copy_vma``).
+
+    1. ``tgt`` unfaulted, range faulted: ``tgt`` will take the range's anon_vma (``dup_anon_vma``)
+       unless ``src`` or ``copied_from`` is a fork child.  (6.12 refused this case outright.)
+    2. ``tgt`` faulted, range unfaulted: ``tgt``'s anon_vma is used unless ``tgt`` is a fork child.
+    3. otherwise the anon_vmas must be the same (both None included).
+
+    A new mmap/brk range carries no anon_vma, so only rule 2 can refuse it (verified on 6.18:
+    tests/test_merge.py)."""
+    tgt_anon = tgt.anon_vma
+    if tgt_anon is None and src_anon is not None:
+        return not is_fork_child(src) and not is_fork_child(copied_from)
+    if tgt_anon is not None and src_anon is None:
+        return not is_fork_child(tgt)
+    return src_anon is tgt_anon
+
+
+def anon_vmas_mergeable(prev: Vma, nxt: Vma) -> bool:
+    """``can_vma_merge_right``'s 3-way test (mm/vma.c): when the range can merge with both ``prev``
+    and ``nxt``, their own anon_vmas must also be compatible — one missing, or the same; otherwise
+    only ``prev`` merges."""
+    return prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma
 
 
 def anon_vma_clone(dst: Vma, src: Vma) -> None:

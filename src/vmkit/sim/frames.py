@@ -35,6 +35,10 @@ class FramePool:
         self.mapcount = array("q", [0])
         self.dirty = bytearray(1)
         self.in_use = 0
+        #: Hardware-poisoned frames (``PageHWPoison``, ``Kernel(memory_failure=True)`` only): each
+        #: keeps a reference of its own, so it never returns to the free list, as a poisoned page
+        #: never goes back to the buddy allocator.
+        self.poisoned: set[int] = set()
 
     def alloc(self) -> int:
         """A zero-filled frame with one reference and no mappings."""
@@ -68,6 +72,15 @@ class FramePool:
             self.dirty[frame] = 0
             self._free.append(frame)
             self.in_use -= 1
+
+    def poison(self, frame: int) -> bool:
+        """``TestSetPageHWPoison``: marks ``frame`` poisoned for good (it takes a reference that is
+        never dropped); False if it already was."""
+        if frame in self.poisoned:
+            return False
+        self.poisoned.add(frame)
+        self.get(frame)
+        return True
 
     def copy(self, dst: int, src: int) -> None:
         """Copies a whole page."""

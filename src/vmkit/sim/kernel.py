@@ -2,7 +2,8 @@
 
 The tunables default to our machines (Linux 6.18 x86-64: ``vm.max_map_count`` 65530,
 ``vm.mmap_min_addr`` 4096, heuristic overcommit, 24 GiB of RAM and no swap, an 8 MiB stack limit,
-a 256-page stack guard gap, no hugetlb pool, ASLR off unless asked for).
+a 256-page stack guard gap, no hugetlb pool, ASLR off unless asked for, no CONFIG_MEMORY_FAILURE).
+docs/model.md describes every tunable.
 """
 
 from __future__ import annotations
@@ -111,8 +112,12 @@ class Kernel:
                  total_ram: int = 24684084 * 1024, swap: int = 0, aslr: bool = False,
                  seed: int | None = None, legacy_va_layout: bool = False,
                  stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0,
-                 lsm_mmap_min_addr: int = 65536, check_invariants: bool = False) -> None:
+                 lsm_mmap_min_addr: int = 65536, check_invariants: bool = False,
+                 memory_failure: bool = False) -> None:
         self.max_map_count = max_map_count
+        #: ``CONFIG_MEMORY_FAILURE``: off on our machines (MADV_HWPOISON/SOFT_OFFLINE give EINVAL);
+        #: on, they inject memory errors (:func:`vmkit.sim.sys_madvise.madvise_inject_error`).
+        self.memory_failure = memory_failure
         #: Run :mod:`vmkit.sim.invariants` after every call (tests turn this on).
         self.check_invariants = check_invariants
         #: ``vm.mmap_min_addr`` (``dac_mmap_min_addr``): MAP_FIXED below it needs CAP_SYS_RAWIO.

@@ -24,9 +24,10 @@ from vmkit.errors import BusError, SegmentationFault, os_error
 from vmkit.flags import PAGE_SIZE
 from vmkit.sim import abi
 from vmkit.sim import anon
-from vmkit.sim.anon import is_mergeable_anon_vma
+from vmkit.sim.anon import AnonVma, anon_vmas_mergeable, is_mergeable_anon_vma
 from vmkit.sim.frames import ZERO_FRAME, pool
 from vmkit.sim.fs import Inode, OpenFile
+from vmkit.sim.pagetable import PageTable
 from vmkit.sim.vma import Vma, VmaSet
 from vmkit.sim.vmflags import (
     VM_ACCOUNT, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IGNORE_MERGE, VM_LOCKED, VM_LOCKED_MASK,
@@ -56,7 +57,7 @@ class MemoryManager:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.vmas = VmaSet()
-        self.pt: dict[int, int] = {}
+        self.pt: dict[int, int] = PageTable()
         self.total_vm = 0
         self.locked_vm = 0
         self.data_vm = 0
@@ -148,11 +149,11 @@ class MemoryManager:
         need = length + align_mask
         low = max(low, self.kernel.min_addr)
         while True:
-            for a, b in self._gaps_topdown(low, high):
-                if b - a >= need:
-                    break
-            else:
+            # the first range of the _gaps_topdown walk that fits, from the gap index
+            found = self.vmas.highest_gap(low, high, max(need, 1))
+            if found is None:
                 raise os_error(errno.ENOMEM)
+            a, b = found
             gap = b - length
             gap -= (gap - align_offset) & align_mask
             nxt = self.vmas.find(b)
@@ -290,16 +291,20 @@ class MemoryManager:
         return (not ((vma.flags ^ flags) & ~VM_IGNORE_MERGE) and vma.file is file
                 and vma.special is None)
 
-    def _can_merge_after(self, prev: Vma, flags: int, file: OpenFile | None, anon_vma: object,
-                         pgoff: int) -> bool:
+    def _can_merge_after(self, prev: Vma, flags: int, file: OpenFile | None, pgoff: int,
+                         anon_vma: AnonVma | None = None, middle: Vma | None = None,
+                         copied_from: Vma | None = None) -> bool:
+        """``can_vma_merge_after``: the range starting at ``prev``'s end may extend ``prev``."""
         return (self._mergeable(prev, flags, file)
-                and is_mergeable_anon_vma(anon_vma, prev.anon_vma, prev)  # type: ignore[arg-type]
+                and is_mergeable_anon_vma(prev, anon_vma, middle, copied_from)
                 and prev.pgoff + prev.pages == pgoff)
 
-    def _can_merge_before(self, nxt: Vma, flags: int, file: OpenFile | None, anon_vma: object,
-                          pgoff: int, pages: int) -> bool:
+    def _can_merge_before(self, nxt: Vma, flags: int, file: OpenFile | None, pgoff: int, pages: int,
+                          anon_vma: AnonVma | None = None, middle: Vma | None = None,
+                          copied_from: Vma | None = None) -> bool:
+        """``can_vma_merge_before``: the range of ``pages`` ending at ``nxt``'s start may join it."""
         return (self._mergeable(nxt, flags, file)
-                and is_mergeable_anon_vma(anon_vma, nxt.anon_vma, nxt)  # type: ignore[arg-type]
+                and is_mergeable_anon_vma(nxt, anon_vma, middle, copied_from)
                 and nxt.pgoff == pgoff + pages)
 
     def _dup_anon_vma(self, dst: Vma, src: Vma) -> None:
@@ -319,37 +324,47 @@ class MemoryManager:
         anon.unlink_anon_vmas(vma)
 
     def merge_new_range(self, start: int, end: int, flags: int, file: OpenFile | None,
-                        pgoff: int) -> Vma | None:
-        """``vma_merge_new_range``: extend prev and/or next over [start, end) if Linux would."""
+                        pgoff: int, anon_vma: AnonVma | None = None,
+                        copied_from: Vma | None = None, just_expand: bool = False) -> Vma | None:
+        """``vma_merge_new_range`` (mm/vma.c, 6.18): extend the previous and/or next VMA over the
+        free range [start, end) if Linux would; returns the VMA now covering it, or None (VM_SPECIAL
+        never merges).  The ``vma_merge_struct`` fields: ``anon_vma`` the range carries (None for
+        mmap and brk; the moved VMA's for mremap), ``copied_from`` the VMA ``copy_vma`` copies (its
+        anon_vma is then duplicated into the target), ``just_expand`` (brk's VMG_FLAG_JUST_EXPAND:
+        only ``prev`` may grow, never merging ``next``).  The anon_vma rule is
+        :func:`anon.is_mergeable_anon_vma`; with both sides mergeable, prev and next must also be
+        compatible with each other (:func:`anon.anon_vmas_mergeable`), else only prev merges."""
         if flags & VM_SPECIAL:
             return None
         prev = self.vmas.below(start)
-        nxt = self.vmas.find(start)
-        if nxt is not None and nxt.start < end:
-            nxt = None
+        nxt = None if just_expand else self.vmas.find(start)
         pages = (end - start) >> 12
         left = (prev is not None and prev.end == start
-                and self._can_merge_after(prev, flags, file, None, pgoff))
+                and self._can_merge_after(prev, flags, file, pgoff, anon_vma, None, copied_from))
         right = (nxt is not None and nxt.start == end
-                 and self._can_merge_before(nxt, flags, file, None, pgoff, pages))
+                 and self._can_merge_before(nxt, flags, file, pgoff, pages, anon_vma, None,
+                                            copied_from))
         if right and left:
             assert prev is not None and nxt is not None
-            right = is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, None)
+            right = anon_vmas_mergeable(prev, nxt)
+        target: Vma | None = None
         if left:
             assert prev is not None
+            target = prev
             if right:
                 assert nxt is not None
                 self._dup_anon_vma(prev, nxt)
                 self._drop_vma(nxt)
                 prev.end = nxt.end
-                return prev
-            prev.end = end
-            return prev
-        if right:
+            else:
+                prev.end = end
+        elif right:
             assert nxt is not None
+            target = nxt
             self._set_start(nxt, start, nxt.pgoff - pages)
-            return nxt
-        return None
+        if target is not None and copied_from is not None and copied_from is not target:
+            self._dup_anon_vma(target, copied_from)
+        return target
 
     def insert_vma(self, vma: Vma) -> None:
         self.vmas.add(vma)
@@ -394,6 +409,10 @@ class MemoryManager:
         return vma
 
     def _merge_existing(self, vma: Vma, start: int, end: int, flags: int) -> Vma | None:
+        """``vma_merge_existing_range`` (mm/vma.c, 6.18): [start, end) of ``vma`` (touching its left
+        and/or right edge) merges into prev and/or next under ``flags``; ``vma`` is the merge's
+        ``middle``, so :func:`anon.is_mergeable_anon_vma` refuses giving a fork child's anon_vma
+        to an unfaulted neighbour."""
         if flags & VM_SPECIAL or vma.special is not None:
             return None
         left_side, right_side = start == vma.start, end == vma.end
@@ -405,12 +424,12 @@ class MemoryManager:
         prev = self.vmas.prev(vma) if left_side else None
         nxt = self.vmas.next(vma) if right_side else None
         merge_left = (prev is not None and prev.end == start
-                      and self._can_merge_after(prev, flags, file, anon_vma, pgoff))
+                      and self._can_merge_after(prev, flags, file, pgoff, anon_vma, vma))
         merge_right = (nxt is not None and nxt.start == end
-                       and self._can_merge_before(nxt, flags, file, anon_vma, pgoff, pages))
+                       and self._can_merge_before(nxt, flags, file, pgoff, pages, anon_vma, vma))
         if merge_left and merge_right:
             assert prev is not None and nxt is not None
-            merge_right = is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, None)
+            merge_right = anon_vmas_mergeable(prev, nxt)
         if not merge_left and not merge_right:
             return None
         delete_vma = left_side and right_side
@@ -470,61 +489,6 @@ class MemoryManager:
 
     # --- mremap support (mm/vma.c copy_vma, vma_merge_extend; mm/mremap.c move_page_tables) -----
 
-    @staticmethod
-    def _is_fork_child(vma: Vma | None) -> bool:
-        """``vma_is_fork_child`` (6.18 mm/vma.c): an anon_vma whose chain is not singular."""
-        return vma is not None and vma.anon_vma is not None and len(vma.chain) != 1
-
-    def _anon_mergeable_new(self, tgt: Vma, src_anon: object, copied_from: Vma | None) -> bool:
-        """6.18 ``is_mergeable_anon_vma`` for a new range (commit 879bca0a2c4f "fix incorrectly
-        disallowed anonymous VMA merges" and its copied_from fix): an unfaulted target takes the
-        source's anon_vma unless the copied VMA is a fork child; a faulted target absorbs an
-        unfaulted range unless it is a fork child; otherwise the anon_vmas must be the same."""
-        tgt_anon = tgt.anon_vma
-        if tgt_anon is None and src_anon is not None:
-            return not self._is_fork_child(copied_from)
-        if tgt_anon is not None and src_anon is None:
-            return not self._is_fork_child(tgt)
-        return src_anon is tgt_anon
-
-    def merge_new_range_vmg(self, start: int, end: int, flags: int, file: OpenFile | None,
-                            pgoff: int, anon_vma: object, prev: Vma | None, nxt: Vma | None,
-                            copied_from: Vma | None = None) -> Vma | None:
-        """``vma_merge_new_range`` (6.18) with an explicit ``vma_merge_struct``: the range carries
-        ``anon_vma`` (the copied VMA's for mremap) and the 6.18 anon_vma rules apply.  Returns the
-        VMA now covering [start, end), or None when no merge applies (VM_SPECIAL never merges)."""
-        if flags & VM_SPECIAL:
-            return None
-        pages = (end - start) >> 12
-        left = (prev is not None and prev.end == start and self._mergeable(prev, flags, file)
-                and self._anon_mergeable_new(prev, anon_vma, copied_from)
-                and prev.pgoff + prev.pages == pgoff)
-        right = (nxt is not None and nxt.start == end and self._mergeable(nxt, flags, file)
-                 and self._anon_mergeable_new(nxt, anon_vma, copied_from)
-                 and nxt.pgoff == pgoff + pages)
-        if right and left:
-            assert prev is not None and nxt is not None
-            right = (prev.anon_vma is None or nxt.anon_vma is None
-                     or prev.anon_vma is nxt.anon_vma)
-        target: Vma | None = None
-        if left:
-            assert prev is not None
-            target = prev
-            if right:
-                assert nxt is not None
-                self._dup_anon_vma(prev, nxt)
-                self._drop_vma(nxt)
-                prev.end = nxt.end
-            else:
-                prev.end = end
-        elif right:
-            assert nxt is not None
-            target = nxt
-            self._set_start(nxt, start, nxt.pgoff - pages)
-        if target is not None and copied_from is not None and copied_from is not target:
-            self._dup_anon_vma(target, copied_from)
-        return target
-
     def vma_merge_extend(self, vma: Vma, delta: int) -> Vma | None:
         """``vma_merge_extend`` (mm/vma.c): grow ``vma`` by ``delta`` bytes in place, merging with the
         next VMA when it becomes adjacent and compatible.  None if Linux refuses (VM_SPECIAL)."""
@@ -532,8 +496,8 @@ class MemoryManager:
         nxt = self.vmas.find(start)
         if nxt is not None and nxt.start < end:
             return None
-        return self.merge_new_range_vmg(start, end, vma.flags, vma.file, vma.pgoff_at(start),
-                                        vma.anon_vma, vma, nxt)
+        return self.merge_new_range(start, end, vma.flags, vma.file, vma.pgoff_at(start),
+                                    vma.anon_vma)
 
     def copy_vma(self, vma: Vma, addr: int, length: int, pgoff: int) -> tuple[Vma, Vma]:
         """``copy_vma`` (mm/vma.c, 6.18): a VMA like ``vma`` over the free range [addr, addr+length),
@@ -546,12 +510,11 @@ class MemoryManager:
         if vma.anonymous and vma.anon_vma is None:
             pgoff = addr >> 12
             faulted = False
-        prev = self.vmas.below(addr)
         nxt = self.vmas.find(addr)
         if nxt is not None and nxt.start < addr + length:
             raise os_error(errno.ENOMEM)  # "should never get here"
-        new = self.merge_new_range_vmg(addr, addr + length, vma.flags, vma.file, pgoff,
-                                       vma.anon_vma, prev, nxt, copied_from=vma)
+        new = self.merge_new_range(addr, addr + length, vma.flags, vma.file, pgoff, vma.anon_vma,
+                                   copied_from=vma)
         if new is not None:
             if new.start <= vma_start < new.end:
                 assert not faulted  # only an unfaulted VMA can merge with itself
@@ -570,10 +533,7 @@ class MemoryManager:
         first, last = old_addr >> 12, (old_addr + length) >> 12
         shift = (new_addr - old_addr) >> 12
         pt = self.pt
-        if last - first > len(pt):
-            vpns = sorted(v for v in pt if first <= v < last)
-        else:
-            vpns = [v for v in range(first, last) if v in pt]
+        vpns = pt.vpns(first, last)  # type: ignore[attr-defined]
         moved = {vpn + shift: pt.pop(vpn) for vpn in vpns}
         pt.update(moved)
         return length
@@ -596,14 +556,8 @@ class MemoryManager:
     def zap_range(self, start: int, end: int, keep_guard: bool = False) -> None:
         """Drops the page-table entries of [start, end) (``zap_page_range_single``)."""
         first, last = start >> 12, end >> 12
-        pt = self.pt
-        if last - first > len(pt):
-            for vpn in [v for v in pt if first <= v < last]:
-                self.zap_pte(vpn, keep_guard)
-        else:
-            for vpn in range(first, last):
-                if vpn in pt:
-                    self.zap_pte(vpn, keep_guard)
+        for vpn in self.pt.vpns(first, last):  # type: ignore[attr-defined]
+            self.zap_pte(vpn, keep_guard)
 
     def install(self, vpn: int, frame: int, writable: bool, owned: bool) -> None:
         """Maps ``frame`` at ``vpn``; ``owned`` frames (anonymous) already carry our reference."""
@@ -618,15 +572,10 @@ class MemoryManager:
         """(vpn, pte) of present entries in [start, end), guards excluded."""
         first, last = start >> 12, end >> 12
         pt = self.pt
-        if last - first > len(pt):
-            for vpn in sorted(v for v in pt if first <= v < last):
-                if pt[vpn] != GUARD:
-                    yield vpn, pt[vpn]
-        else:
-            for vpn in range(first, last):
-                pte = pt.get(vpn)
-                if pte is not None and pte != GUARD:
-                    yield vpn, pte
+        for vpn in pt.vpns(first, last):  # type: ignore[attr-defined]
+            pte = pt.get(vpn)
+            if pte is not None and pte != GUARD:
+                yield vpn, pte
 
     def neighbours(self, vma: Vma) -> tuple[Vma | None, Vma | None]:
         return self.vmas.prev(vma), self.vmas.next(vma)
@@ -643,12 +592,15 @@ class MemoryManager:
     def fault(self, vma: Vma, addr: int, write: bool) -> int:
         """``handle_mm_fault`` for a permitted access: returns the frame now mapped at ``addr``.
 
-        Raises BusError past the end of a file (``filemap_fault``: VM_FAULT_SIGBUS) and for hugetlb
-        memory the empty pool cannot back.
+        Raises BusError past the end of a file (``filemap_fault``: VM_FAULT_SIGBUS), for hugetlb
+        memory the empty pool cannot back, and BUS_MCEERR_AR on a hardware-poisoned page
+        (``do_swap_page`` on a hwpoison entry: VM_FAULT_HWPOISON).
         """
         vpn = addr >> 12
         pte = self.pt.get(vpn)
         if pte is not None and pte != GUARD:
+            if pool().poisoned and pte >> 2 in pool().poisoned:
+                raise BusError(addr, abi.BUS_MCEERR_AR)
             if not write or pte & PTE_WRITE:
                 return pte >> 2
             return self._wp_fault(vma, vpn, pte)
@@ -960,8 +912,7 @@ class MemoryManager:
         """``madvise_guard_remove``: clears the guard markers of [start, end); nothing else."""
         pt = self.pt
         first, last = start >> 12, end >> 12
-        vpns = (v for v in list(pt) if first <= v < last) if last - first > len(pt) else range(first, last)
-        for vpn in vpns:
+        for vpn in pt.vpns(first, last):  # type: ignore[attr-defined]
             if pt.get(vpn) == GUARD:
                 del pt[vpn]
 
@@ -1096,6 +1047,71 @@ class MemoryManager:
         first = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
         return sum(PMD_SIZE >> 12 for haddr in range(first, vma.end - PMD_SIZE + 1, PMD_SIZE)
                    if self.huge_pmd_at(haddr))
+
+    # --- memory failure (mm/memory-failure.c; only with Kernel(memory_failure=True)) ------------
+
+    def _failure_page(self, addr: int, what: str) -> int:
+        """The frame mapped at ``addr`` (just faulted in by GUP) if the model can poison or migrate
+        it: an anonymous page (a private copy included), not the zero page, not in a THP."""
+        pte = self.pt[addr >> 12]
+        frame = pte >> 2
+        if frame == ZERO_FRAME:
+            raise NotImplementedError(f"vmkit.sim does not model {what} of the shared zero page "
+                                      "(an unwritten anonymous page)")
+        if not pte & PTE_ANON:
+            raise NotImplementedError(f"vmkit.sim does not model {what} of page-cache pages "
+                                      "(file or shared memory)")
+        if self.huge_pmd_at(addr & ~(PMD_SIZE - 1)):
+            raise NotImplementedError(f"vmkit.sim does not model {what} of a transparent huge page")
+        return frame
+
+    def memory_failure(self, addr: int) -> bool:
+        """``memory_failure(pfn, MF_ACTION_REQUIRED | MF_COUNT_INCREASED | MF_SW_SIMULATED)`` for
+        the anonymous page mapped at ``addr``: the frame is marked poisoned (``PageHWPoison``) and
+        leaves service for good; ``hwpoison_user_mappings`` turns every mapping of it into a
+        hwpoison entry, on which any later access faults with SIGBUS BUS_MCEERR_AR (the model keeps
+        the entries and checks the frame in :meth:`fault`).  Anonymous pages always recover
+        (``me_pagecache_clean``: MF_RECOVERED, the call returns 0).  Returns True when the page was
+        dirty: ``kill_procs`` then force-kills the tasks that mapped it, and with
+        MF_ACTION_REQUIRED the caller gets SIGBUS BUS_MCEERR_AR at ``addr`` as the call returns
+        (other processes only with early kill, which is off by default)."""
+        frame = self._failure_page(addr, "MADV_HWPOISON")
+        lru_add_drain(self.kernel)  # shake_folio: lru_add_drain_all
+        frames = pool()
+        frames.poison(frame)
+        return bool(frames.dirty[frame])
+
+    def soft_offline(self, addr: int) -> None:
+        """``soft_offline_page(pfn, MF_COUNT_INCREASED)`` for the anonymous page mapped at ``addr``:
+        ``soft_offline_in_use_page`` migrates it (``migrate_pages``: a new frame with the same
+        contents and state replaces it in every page table that maps it) and the old frame is
+        poisoned, out of service (``page_handle_poison``).  No signal, nothing visible but the
+        physical page."""
+        frame = self._failure_page(addr, "MADV_SOFT_OFFLINE")
+        frames = pool()
+        if frame in frames.poisoned:  # "page already poisoned" (unreachable: GUP faults first)
+            return
+        lru_add_drain(self.kernel)  # get_any_page: shake_page until the folio is on the LRU
+        new = frames.alloc()
+        frames.copy(new, frame)
+        frames.dirty[new] = frames.dirty[frame]
+        if frame in LAZYFREE:
+            LAZYFREE.discard(frame)
+            LAZYFREE.add(new)
+        moved = 0
+        for task in self.kernel.tasks.values():  # remove_migration_ptes over the rmap
+            pt = task.mm.pt
+            for vpn, pte in list(pt.items()):
+                if pte != GUARD and pte >> 2 == frame:
+                    pt[vpn] = (new << 2) | (pte & (PTE_WRITE | PTE_ANON))
+                    moved += 1
+        frames.refs[new] = moved
+        frames.mapcount[new] = moved
+        frames.mapcount[frame] -= moved
+        frames.poison(frame)
+        for _ in range(moved):
+            frames.put(frame)
+
 
 def lru_add_drain(kernel: Kernel) -> None:
     """``lru_add_drain``: the pending lazyfree batch drains; its pages stop being swap-backed and

@@ -328,7 +328,7 @@ def _checked(method):  # type: ignore[no-untyped-def]
     """Runs the invariant checker after the call when the kernel asks for it."""
     import functools
 
-    from vmkit.sim.invariants import check_kernel
+    from vmkit.sim.invariants import check_counters, check_kernel
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -337,11 +337,19 @@ def _checked(method):  # type: ignore[no-untyped-def]
         finally:
             kernel = self.kernel
             if kernel.check_invariants:
-                # every call while address spaces are small; every 1024th once they are large,
-                # so a test filling max_map_count stays linear
-                kernel.calls_checked = getattr(kernel, "calls_checked", 0) + 1
-                if self.task.mm.map_count < 1024 or kernel.calls_checked % 1024 == 0:
+                # The full O(VMAs) check after every call while address spaces are small (fewer
+                # than 1024 VMAs in all); once they are large, the O(1) counter checks after every
+                # call and the full check after every (VMAs / 8)th, so that a test filling
+                # max_map_count stays linear (the walk costs about 8 VMAs' worth per call).
+                tasks = kernel.tasks.values()
+                vmas = sum(len(task.mm.vmas) for task in tasks)
+                kernel.calls_unchecked = getattr(kernel, "calls_unchecked", 0) + 1
+                if vmas < 1024 or kernel.calls_unchecked >= vmas >> 3:
+                    kernel.calls_unchecked = 0
                     check_kernel(kernel)
+                else:
+                    for task in tasks:
+                        check_counters(task.mm)
 
     return call
 

@@ -5,6 +5,12 @@ Rules (kernel-rules.md §14, machine-facts.md §9):
 * ``madvise_should_skip``: an advice outside ``madvise_behavior_valid`` → EINVAL (HWPOISON and
   SOFT_OFFLINE too: no CONFIG_MEMORY_FAILURE); ``start`` not page-aligned, a nonzero ``len`` that
   rounds to 0, or ``start + len`` wrapping → EINVAL; an empty range → 0, before any VMA lookup.
+* With ``Kernel(memory_failure=True)`` (CONFIG_MEMORY_FAILURE) HWPOISON and SOFT_OFFLINE are valid
+  and go to ``madvise_inject_error``: CAP_SYS_ADMIN or EPERM, then page by page from ``start`` to
+  ``start + len`` (``get_user_pages_fast``, a read fault; its error is the result): HWPOISON
+  poisons the page (``memory_failure``; later accesses fault with SIGBUS BUS_MCEERR_AR, and a dirty
+  page also sends that SIGBUS to the caller as the call returns), SOFT_OFFLINE migrates it to
+  another frame (``soft_offline_page``; contents kept, no fault).  Only anonymous pages are modelled.
 * POPULATE_READ/WRITE fault the range in (``madvise_populate``); every other advice walks the VMAs
   (``madvise_walk_vmas``): holes are skipped and the advice is applied to every VMA present, the
   first per-VMA error stops the walk, and a hole met on the way makes the result ENOMEM.
@@ -12,6 +18,14 @@ Rules (kernel-rules.md §14, machine-facts.md §9):
   discarding advice (``can_madvise_modify``: EPERM); then each advice's own rule; attribute advice
   goes through ``madvise_update_vma`` (``vma_modify_flags``: split or merge), where ENOMEM (the
   map-count limit) becomes EAGAIN.
+
+Swap: our machines have none, and the model never swaps.  ``Kernel(swap=...)`` only raises the
+overcommit limit (RAM + swap).  Without swap MADV_COLD and MADV_PAGEOUT leave anonymous memory where
+it is (no residency change, mincore stays 1) and WILLNEED has nothing to swap in; with swap
+configured Linux would write exclusive anonymous pages out on PAGEOUT (mincore 0, contents back on
+the next fault, smaps ``Swap``), which the model does not do: MADV_PAGEOUT meeting such a page when
+``swap > 0`` raises NotImplementedError rather than pretend.  COLD is unaffected (it only ages
+pages).  See docs/model.md.
 """
 
 from __future__ import annotations
@@ -20,8 +34,10 @@ import errno
 from typing import TYPE_CHECKING
 
 from vmkit.errors import BusError, SegmentationFault, os_error
+from vmkit.sim.abi import BUS_MCEERR_AR
 from vmkit.flags import PAGE_SIZE, Madv
-from vmkit.sim.mm import GUARD, PMD_SIZE, MemoryManager, lru_add_drain
+from vmkit.sim.frames import ZERO_FRAME, pool
+from vmkit.sim.mm import GUARD, PMD_SIZE, PTE_ANON, MemoryManager, lru_add_drain
 from vmkit.sim.sys_mmap import MASK64, page_align
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
@@ -46,6 +62,9 @@ VALID_ADVICE = frozenset({
     M.MADV_GUARD_REMOVE,
 })
 
+#: The advice ``madvise_behavior_valid`` adds with CONFIG_MEMORY_FAILURE (``Kernel.memory_failure``).
+MEMORY_FAILURE_ADVICE = frozenset({M.MADV_HWPOISON, M.MADV_SOFT_OFFLINE})
+
 #: ``is_discard``: the advice a sealed read-only anonymous VMA refuses.
 DISCARD_ADVICE = frozenset({
     M.MADV_FREE, M.MADV_DONTNEED, M.MADV_DONTNEED_LOCKED, M.MADV_REMOVE, M.MADV_DONTFORK,
@@ -64,11 +83,12 @@ def sys_madvise(task: Task, start: int, len_in: int, behavior: int) -> None:
     do_madvise(task, task.mm, start, len_in, behavior)
 
 
-def madvise_should_skip(start: int, len_in: int, behavior: int) -> bool:
+def madvise_should_skip(start: int, len_in: int, behavior: int, memory_failure: bool = False) -> bool:
     """``madvise_should_skip``: raises EINVAL for an invalid request (``is_valid_madvise``);
-    True when there is nothing to do (an empty range)."""
+    True when there is nothing to do (an empty range).  ``memory_failure``: the kernel has
+    CONFIG_MEMORY_FAILURE, so HWPOISON and SOFT_OFFLINE are valid too."""
     start, len_in = start & MASK64, len_in & MASK64
-    if behavior not in VALID_ADVICE:
+    if behavior not in VALID_ADVICE and not (memory_failure and behavior in MEMORY_FAILURE_ADVICE):
         raise os_error(errno.EINVAL)
     if start & (PAGE_SIZE - 1):
         raise os_error(errno.EINVAL)
@@ -83,13 +103,17 @@ def madvise_should_skip(start: int, len_in: int, behavior: int) -> bool:
 def do_madvise(task: Task, mm: MemoryManager, start: int, len_in: int, behavior: int) -> None:
     """``do_madvise``: the checks, then ``madvise_do_behavior``.  ``task`` is the caller (whose
     credentials count), ``mm`` the address space advised (process_madvise may name another)."""
-    if madvise_should_skip(start, len_in, behavior):
+    if madvise_should_skip(start, len_in, behavior, task.kernel.memory_failure):
         return
     madvise_do_behavior(task, mm, start & MASK64, len_in & MASK64, behavior)
 
 
 def madvise_do_behavior(task: Task, mm: MemoryManager, start: int, len_in: int, behavior: int) -> None:
-    """``madvise_do_behavior``: POPULATE faults the range in, everything else walks the VMAs."""
+    """``madvise_do_behavior``: memory-failure advice injects errors (``is_memory_failure``),
+    POPULATE faults the range in, everything else walks the VMAs."""
+    if behavior in MEMORY_FAILURE_ADVICE:
+        madvise_inject_error(task, start, start + len_in, behavior)
+        return
     end = start + page_align(len_in)
     if behavior in (M.MADV_POPULATE_READ, M.MADV_POPULATE_WRITE):
         madvise_populate(mm, start, end, behavior == M.MADV_POPULATE_WRITE)
@@ -158,6 +182,9 @@ def madvise_vma_behavior(task: Task, mm: MemoryManager, vma: Vma, start: int, en
         if behavior == M.MADV_PAGEOUT:
             if not vma.anonymous and vma.flags & VM_MAYSHARE and not can_do_file_pageout(task, vma):
                 return vma
+            if mm.kernel.swap and swap_candidates(mm, start, end):
+                raise NotImplementedError("vmkit.sim does not model swap: MADV_PAGEOUT of anonymous "
+                                          "pages with Kernel(swap > 0) would swap them out")
             mm.pageout_range(vma, start, end, vma.anonymous or can_do_file_pageout(task, vma))
         else:
             lru_add_drain(mm.kernel)  # MADV_COLD only ages pages: nothing else visible without pressure
@@ -396,6 +423,47 @@ def thp_vma_allows_pmd(vma: Vma) -> bool:
     return vma.anon_vma is not None
 
 
+def swap_candidates(mm: MemoryManager, start: int, end: int) -> bool:
+    """Whether MADV_PAGEOUT of [start, end) would reclaim an anonymous page to swap: an anonymous
+    page (not the zero page) mapped only here (``madvise_cold_or_pageout_pte_range`` skips
+    ``folio_maybe_mapped_shared`` ones)."""
+    frames = pool()
+    return any(pte & PTE_ANON and pte >> 2 != ZERO_FRAME and frames.mapcount[pte >> 2] == 1
+               for _, pte in mm.present_pages(start, end))
+
+
+# --- MADV_HWPOISON / MADV_SOFT_OFFLINE (CONFIG_MEMORY_FAILURE) ----------------------------------------
+
+def madvise_inject_error(task: Task, start: int, end: int, behavior: int) -> None:
+    """``madvise_inject_error`` (mm/madvise.c, ``Kernel(memory_failure=True)`` only): EPERM without
+    CAP_SYS_ADMIN; then for each page from ``start`` while below ``end`` (= start + len, not
+    rounded): ``get_user_pages_fast(start, 1, 0)`` on the caller's own mm (a read fault; its error,
+    EFAULT for a hole, a PROT_NONE page or an already poisoned page, is the result), then
+    SOFT_OFFLINE → ``soft_offline_page`` (migration), HWPOISON → ``memory_failure`` with
+    MF_ACTION_REQUIRED.  A poisoned dirty page force-kills the caller: SIGBUS BUS_MCEERR_AR at the
+    first such page, delivered as the call returns (before its result can be seen), raised here
+    as :class:`BusError` once the loop is over."""
+    if not task.capable("CAP_SYS_ADMIN"):
+        raise os_error(errno.EPERM)
+    mm = task.mm
+    killed_at: int | None = None
+    try:
+        while start < end:
+            _, err = mm.get_user_pages(start, 1, False)
+            if err:
+                raise os_error(err)
+            if behavior == M.MADV_SOFT_OFFLINE:
+                mm.soft_offline(start)
+            elif mm.memory_failure(start) and killed_at is None:
+                killed_at = start  # a second SIGBUS while the first is pending is not queued
+            start += PAGE_SIZE  # page_size(compound_head(page)): THPs are not modelled here
+    except OSError:
+        if killed_at is None:
+            raise
+    if killed_at is not None:
+        raise BusError(killed_at, BUS_MCEERR_AR)
+
+
 # --- MADV_POPULATE_(READ|WRITE) --------------------------------------------------------------------
 
 def madvise_populate(mm: MemoryManager, start: int, end: int, write: bool) -> None:
@@ -424,4 +492,5 @@ def madvise_populate(mm: MemoryManager, start: int, end: int, write: bool) -> No
         addr += PAGE_SIZE
 
 
-__all__ = ["do_madvise", "madvise_do_behavior", "madvise_should_skip", "sys_madvise"]
+__all__ = ["do_madvise", "madvise_do_behavior", "madvise_inject_error", "madvise_should_skip",
+           "sys_madvise"]

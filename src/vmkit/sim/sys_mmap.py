@@ -44,8 +44,8 @@ def page_align(n: int) -> int:
 def sys_mmap(task: Task, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
     """mmap(2) on x86-64: ``sys_mmap`` → ``ksys_mmap_pgoff`` → ``do_mmap``."""
     addr, length, offset = addr & MASK64, length & MASK64, offset & MASK64
-    prot &= 0xFFFFFFFF
-    flags &= 0xFFFFFFFF
+    prot = int(prot) & 0xFFFFFFFF  # plain ints: IntFlag arithmetic would make every VMA flag slow
+    flags = int(flags) & 0xFFFFFFFF
     if offset & (PAGE_SIZE - 1):
         raise os_error(errno.EINVAL)
     pgoff = offset >> 12
@@ -300,11 +300,12 @@ def do_brk_flags(task: Task, addr: int, length: int) -> bool:
         return False
     if not task.kernel.vm_enough_memory(pages):
         return False
+    # brk's vma_prev_limit(start_brk): only a VMA inside the heap area can be extended, and only
+    # as a merge of a new range with VMG_FLAG_JUST_EXPAND (never with the next VMA).
     prev = mm.vmas.below(addr)
-    if (prev is not None and prev.start >= mm.start_brk and prev.end == addr
-            and mm._can_merge_after(prev, flags, None, None, addr >> 12)):
-        prev.end = addr + length
-    else:
+    if (prev is None or prev.start < mm.start_brk or prev.end != addr
+            or mm.merge_new_range(addr, addr + length, flags, None, addr >> 12,
+                                  just_expand=True) is None):
         mm.insert_vma(Vma(addr, addr + length, addr >> 12, flags))
     mm.stat_account(flags, pages)
     if flags & VM_LOCKED:

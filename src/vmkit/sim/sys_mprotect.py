@@ -25,7 +25,7 @@ def sys_mprotect(task: Task, start: int, length: int, prot: int) -> None:
     """``do_mprotect_pkey``: checks in order, then each VMA of the range in turn; a hole stops the
     walk with ENOMEM after the VMAs before it were changed."""
     start, length = start & MASK64, length & MASK64
-    prot &= 0xFFFFFFFF
+    prot = int(prot) & 0xFFFFFFFF  # a plain int: IntFlag arithmetic is slow
     grows = prot & _GROWS
     prot &= ~_GROWS
     if grows == _GROWS:
