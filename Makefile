@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# Long differential run of vmkit.sim against the real kernel: `make fuzz STEPS=100000`.
+STEPS ?= 20000
+EXCLUDE ?= mlockall.current,brk.huge,files.unprivileged,read.noncanonical
+fuzz: $(STAMP)
+	$(BIN)/python -m vmkit.fuzz --steps $(STEPS) --exclude $(EXCLUDE)

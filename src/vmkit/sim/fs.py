@@ -200,9 +200,22 @@ class FileSystem:
             raise os_error(errno.ENOENT, path)
         return inode
 
+    def _search(self, path: str, uid: int, privileged: bool) -> None:
+        """Path walk: every directory above ``path`` needs search (x) permission
+        (``may_lookup``), unless CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH."""
+        if privileged:
+            return
+        directory = os.path.dirname(path)
+        while directory != "/":
+            inode = self.entries.get(directory)
+            if inode is not None and inode.kind == "dir" and not self._may(inode, uid, execute=True):
+                raise os_error(errno.EACCES, path)
+            directory = os.path.dirname(directory)
+
     def open(self, path: str, flags: int, mode: int, uid: int, privileged: bool) -> OpenFile:
         """open(2): O_CREAT, O_EXCL, O_TRUNC, O_DIRECTORY; permission bits against ``uid``."""
         path = self._normal(path)
+        self._search(path, uid, privileged)
         inode = self.entries.get(path)
         if inode is None:
             if not flags & os.O_CREAT:
@@ -231,9 +244,9 @@ class FileSystem:
         return OpenFile(inode, flags)
 
     @staticmethod
-    def _may(inode: Inode, uid: int, write: bool) -> bool:
+    def _may(inode: Inode, uid: int, write: bool = False, execute: bool = False) -> bool:
         bits = inode.mode >> 6 if inode.uid == uid else inode.mode
-        return bool(bits & (0o2 if write else 0o4))
+        return bool(bits & (0o1 if execute else 0o2 if write else 0o4))
 
     def mkdir(self, path: str, mode: int, uid: int) -> None:
         path = self._normal(path)

@@ -10,7 +10,8 @@ What must always hold (gVisor's mm tests check the same kind of thing):
   ``locked_vm`` equal the figures recomputed from the VMAs (``vm_stat_account``);
 * every page-table entry lies inside a VMA and names a live frame; a VMA's anon_vma is in its chain;
 * every frame's map count equals the number of page-table entries, over all processes, that map it;
-* the indexes are exact: the VMA set's gap index, the page table's per-block entry counts.
+* the indexes are sound: the VMA set's gap bounds cover its gaps, the page table's per-block
+  entry counts are exact.
 
 Not checked: "maximally merged".  Linux itself leaves mergeable neighbours apart (fork children,
 moves of faulted VMAs), so only the differential tests against the real kernel can judge merging.
@@ -65,7 +66,7 @@ def check_mm(mm: MemoryManager) -> Counter[int]:
         raise InvariantError(f"locked_vm {mm.locked_vm} is below the locked VMAs' {locked} pages")
     stale = mm.vmas.stale_index()
     if stale:
-        raise InvariantError(f"the VMA gap index is wrong for sublists {stale}")
+        raise InvariantError(f"the VMA gap index understates the gaps of sublists {stale}")
     if hasattr(mm.pt, "blocks_exact") and not mm.pt.blocks_exact():
         raise InvariantError("the page table's per-block entry counts are wrong")
     maps: Counter[int] = Counter()

@@ -91,6 +91,21 @@ class Task:
         return file
 
 
+def host_vdso_page(index: int) -> bytes:
+    """Page ``index`` of this Python process's own [vdso] (zeros if there is none to read)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            line = next(x for x in f if x.rstrip().endswith("[vdso]"))
+    except (OSError, StopIteration):
+        return bytes(PAGE_SIZE)
+    start, end = (int(x, 16) for x in line.split()[0].split("-"))
+    if start + (index + 1) * PAGE_SIZE > end:
+        return bytes(PAGE_SIZE)
+    return ctypes.string_at(start + index * PAGE_SIZE, PAGE_SIZE)
+
+
 #: The layout of a fresh ``vmkit.native.spawn()`` child, which ``Kernel.spawn()`` reproduces.
 NATIVE_CHILD_MAPS = """\
 00400000-00500000 rwxp 00000000 00:00 0 
@@ -139,6 +154,7 @@ class Kernel:
         self.fs.on_truncate = self._unmap_truncated
         self.tasks: dict[int, Task] = {}
         self._pids = itertools.count(1000)
+        self._special_frames: dict[tuple[str, int], int] = {}
 
     # --- layout ---------------------------------------------------------------------------------
 
@@ -168,6 +184,23 @@ class Kernel:
         if self.overcommit_memory == 0:
             return pages << 12 <= self.total_ram + self.swap
         raise NotImplementedError("overcommit mode 2 (strict commit accounting) is not modelled")
+
+    def special_frame(self, name: str, index: int) -> int:
+        """The frame behind page ``index`` of a special mapping.  [vdso] pages hold the host's own
+        vDSO image (the same kernel's, so reads match a native child); the kernel itself holds one
+        mapping of each, so a process's mapping counts as shared in smaps.  [vvar] pages are PFN
+        maps of live clock data the model cannot reproduce."""
+        if name != "[vdso]":
+            raise NotImplementedError(f"vmkit.sim does not model the contents of {name}")
+        frames = self._special_frames.get((name, index))
+        if frames is None:
+            from vmkit.sim.frames import pool
+
+            frames = pool().alloc()
+            pool().write(frames, 0, host_vdso_page(index))
+            pool().mapcount[frames] += 1
+            self._special_frames[(name, index)] = frames
+        return frames
 
     # --- processes ------------------------------------------------------------------------------
 

@@ -45,6 +45,9 @@ PMD_SIZE = 2 << 20
 DEFAULT_MAP_WINDOW = (1 << 47) - PAGE_SIZE
 VM_STARTGAP_FLAGS = VM_GROWSDOWN
 MMAP_32BIT_BASE, MMAP_32BIT_END = 0x40000000, 0x80000000
+#: Addresses that are not canonical with 4-level paging: an access is a #GP (SIGSEGV, SI_KERNEL).
+NON_CANONICAL_START, NON_CANONICAL_END = 1 << 47, (1 << 64) - (1 << 47)
+SI_KERNEL = 0x80
 
 
 def pte_frame(pte: int) -> int:
@@ -606,6 +609,11 @@ class MemoryManager:
             return self._wp_fault(vma, vpn, pte)
         if vma.flags & VM_HUGETLB:
             raise BusError(addr, abi.BUS_ADRERR)
+        if vma.special is not None:
+            # special_mapping_fault: the kernel's own pages ([vdso]); [vvar] pages are PFN maps
+            frame = self.kernel.special_frame(vma.special, (addr - vma.start) >> 12)
+            self.install(vpn, frame, False, False)
+            return frame
         if vma.anonymous:
             if not write:
                 self.install(vpn, ZERO_FRAME, False, False)
@@ -672,6 +680,9 @@ class MemoryManager:
         pos = addr
         end = addr + n
         while pos < end:
+            if NON_CANONICAL_START <= pos < NON_CANONICAL_END:
+                # a general-protection fault, not a page fault: SI_KERNEL, no address
+                raise SegmentationFault(0, SI_KERNEL)
             vma = self.find_vma(pos)
             if vma is None:
                 raise SegmentationFault(pos, abi.SEGV_MAPERR)
@@ -734,9 +745,6 @@ class MemoryManager:
                     return out, err
             if self.pt.get(addr >> 12) == GUARD:
                 return out, errno.EFAULT
-            if vma.special is not None:
-                raise NotImplementedError(
-                    f"vmkit.sim does not model the pages of the special mapping {vma.special}")
             if write and not vma.flags & VM_WRITE:
                 raise NotImplementedError("vmkit.sim does not model FOLL_FORCE writes (forced COW)")
             try:
@@ -765,9 +773,7 @@ class MemoryManager:
     def populate(self, start: int, end: int, ignore_errors: bool) -> int:
         """``__mm_populate`` (mm/gup.c): fault in [start, end) VMA by VMA, skipping VM_IO/VM_PFNMAP
         and holes; returns 0 or the errno that stopped it (errors are skipped per VMA with
-        ``ignore_errors``, as ``mm_populate`` does).
-
-        Pages of special mappings ([vdso]) are not modelled: such VMAs are skipped here."""
+        ``ignore_errors``, as ``mm_populate`` does).  [vdso] pages are faulted in like any others."""
         from vmkit.sim.vmflags import VM_IO, VM_PFNMAP
 
         nstart = start
@@ -776,7 +782,7 @@ class MemoryManager:
             if vma is None or vma.start >= end:
                 break
             nend = min(end, vma.end)
-            if vma.flags & (VM_IO | VM_PFNMAP) or vma.special is not None:
+            if vma.flags & (VM_IO | VM_PFNMAP):
                 nstart = nend
                 continue
             nstart = max(nstart, vma.start)

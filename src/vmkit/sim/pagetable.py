@@ -9,13 +9,14 @@ process has ten entries elsewhere or 60,000.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 BLOCK_SHIFT = 9  # PTRS_PER_PTE = 512
 #: Ranges of at most this many pages are scanned page by page.
 SMALL_RANGE = 1 << BLOCK_SHIFT
 
 
-class PageTable(dict):  # type: ignore[type-arg]
+class PageTable(dict[int, int]):
     """``vpn -> pte``; every mutating ``dict`` method keeps :attr:`blocks` exact."""
 
     __slots__ = ("blocks",)
@@ -58,20 +59,19 @@ class PageTable(dict):  # type: ignore[type-arg]
         self._dec(vpn)
         return vpn, pte
 
-    def setdefault(self, vpn: int, default: int = None) -> int:  # type: ignore[assignment,override]
+    def setdefault(self, vpn: int, default: int) -> int:
         if vpn not in self:
             self[vpn] = default
-        return dict.__getitem__(self, vpn)  # type: ignore[no-any-return]
+        return dict.__getitem__(self, vpn)
 
-    def update(self, other: object = (), **kwargs: int) -> None:  # type: ignore[override]
-        items: Iterable[tuple[int, int]] = (other.items() if hasattr(other, "items")  # type: ignore[union-attr]
-                                            else other)  # type: ignore[assignment]
-        for vpn, pte in items:
+    def update(self, other: Any = (), **kwargs: int) -> None:
+        """Entry by entry (``kwargs`` would have str keys: not page numbers, refused)."""
+        if kwargs:
+            raise TypeError("page-table keys are page numbers")
+        for vpn, pte in (other.items() if hasattr(other, "items") else other):
             self[vpn] = pte
-        for vpn, pte in kwargs.items():  # pragma: no cover - vpns are ints
-            self[vpn] = pte  # type: ignore[index]
 
-    def __ior__(self, other: object) -> PageTable:  # type: ignore[override]
+    def __ior__(self, other: Any) -> PageTable:  # type: ignore[override,misc]
         self.update(other)
         return self
 
@@ -79,7 +79,7 @@ class PageTable(dict):  # type: ignore[type-arg]
         dict.clear(self)
         self.blocks.clear()
 
-    def copy(self) -> PageTable:  # type: ignore[override]
+    def copy(self) -> PageTable:
         new = PageTable()
         dict.update(new, self)
         new.blocks.update(self.blocks)

@@ -118,6 +118,18 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
             raise os_error(errno.ENODEV)
         if vm_flags & VM_GROWSDOWN:
             raise os_error(errno.EINVAL)
+    elif hugetlb:
+        # the hugetlbfs file hugetlb_file_setup made: the file rules apply, the offset is the pgoff
+        if map_type in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE):
+            if map_type == abi.MAP_SHARED:
+                flags &= LEGACY_MAP_MASK
+            if flags & ~LEGACY_MAP_MASK & 0xFFFFFFFF:
+                raise os_error(errno.EOPNOTSUPP)
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+        elif map_type != abi.MAP_PRIVATE:
+            raise os_error(errno.EINVAL)
+        if vm_flags & VM_GROWSDOWN:
+            raise os_error(errno.EINVAL)
     else:
         if map_type == abi.MAP_SHARED:
             if vm_flags & VM_GROWSDOWN:
@@ -182,6 +194,8 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
     if file is None and vm_flags & VM_SHARED and not vm_flags & VM_NORESERVE and not hugetlb:
         if not kernel.vm_enough_memory(pages):  # shmem_acct_size of shmem_zero_setup
             raise os_error(errno.ENOMEM)
+    if hugetlb and pgoff & ((HUGE_SIZES[(flags >> 26) & 0x3F] >> 12) - 1):
+        raise os_error(errno.EINVAL)  # hugetlbfs_file_mmap: the offset must be huge-page aligned
     if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
         raise os_error(errno.ENOMEM)
     if hugetlb and kernel.hugetlb_pages:
@@ -218,21 +232,8 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
 
 
 def populate(task: Task, start: int, end: int) -> None:
-    """``__mm_populate``: fault the range in (write faults for writable private memory, as GUP's
-    FOLL_WRITE does), skipping what cannot be faulted; errors are ignored (``mm_populate``)."""
-    mm = task.mm
-    for vma in mm.vmas.overlapping(start, end):
-        if vma.flags & (VM_IO | VM_PFNMAP) or not vma.flags & (0x7):
-            continue
-        if vma.flags & VM_LOCKONFAULT:
-            continue
-        write = bool(vma.flags & VM_WRITE) and not vma.flags & VM_SHARED
-        lo, hi = max(start, vma.start), min(end, vma.end)
-        for page in range(lo, hi, PAGE_SIZE):
-            try:
-                mm.fault(vma, page, write)
-            except (BusError, Fault):
-                break
+    """``mm_populate``: fault the range in, errors ignored (``__mm_populate`` in the engine)."""
+    task.mm.populate(start, end, ignore_errors=True)
 
 
 def sys_munmap(task: Task, addr: int, length: int) -> None:
@@ -272,7 +273,7 @@ def sys_brk(task: Task, brk: int) -> int:
         mm.munmap_range(newbrk, oldbrk)
         return brk
     try:  # check_brk_limits
-        mm.get_unmapped_area(None, oldbrk, newbrk - oldbrk, 0, abi.MAP_FIXED)
+        mm.get_unmapped_area(None, oldbrk, (newbrk - oldbrk) & MASK64, 0, abi.MAP_FIXED)
     except OSError:
         return origbrk
     if mm.def_flags & VM_LOCKED and not task.mlock_ok(mm, (newbrk - oldbrk) >> 12):

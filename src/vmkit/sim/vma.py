@@ -19,43 +19,22 @@ from vmkit.sim.vmflags import VM_SHARED
 class Vma:
     """One mapping: [start, end), pgoff, VM_* flags, the file (struct file identity), anon identity."""
 
-    __slots__ = ("start", "end", "pgoff", "flags", "file", "anon_vma", "chain", "special", "anonymous",
-                 "_owner")
+    __slots__ = ("start", "end", "pgoff", "flags", "file", "anon_vma", "chain", "special", "anonymous")
 
     def __init__(self, start: int, end: int, pgoff: int, flags: int, file: OpenFile | None = None,
                  special: str | None = None, anonymous: bool | None = None) -> None:
-        init = object.__setattr__  # not through __setattr__: a new VMA is in no set yet
-        #: The :class:`VmaSet` holding this VMA, told when ``end`` changes (its gap index).
-        init(self, "_owner", None)
-        init(self, "start", start)
-        init(self, "end", end)
-        init(self, "pgoff", pgoff)
-        init(self, "flags", flags)
-        init(self, "file", file)
-        init(self, "anon_vma", None)  # AnonVma | None
-        #: ``anon_vma_chain``, newest first (list[AnonVma]).
-        init(self, "chain", [])
+        self.start = start
+        self.end = end
+        self.pgoff = pgoff
+        self.flags = flags
+        self.file = file
+        self.anon_vma: AnonVma | None = None
+        #: ``anon_vma_chain``, newest first.
+        self.chain: list[AnonVma] = []
         #: The name of a special mapping ([vdso], [vvar]...), which has its own ``vm_ops``.
-        init(self, "special", special)
+        self.special = special
         #: ``vma_is_anonymous``: no ``vm_ops`` (private anonymous memory, private /dev/zero).
-        init(self, "anonymous", (file is None and special is None) if anonymous is None else anonymous)
-
-    # type declarations of the slots (set in __init__)
-    _owner: VmaSet | None
-    start: int
-    end: int
-    pgoff: int
-    flags: int
-    file: OpenFile | None
-    anon_vma: AnonVma | None
-    chain: list[AnonVma]
-    special: str | None
-    anonymous: bool
-
-    def __setattr__(self, name: str, value: object) -> None:
-        object.__setattr__(self, name, value)
-        if name == "end" and self._owner is not None:
-            self._owner._end_changed(self)
+        self.anonymous = (file is None and special is None) if anonymous is None else anonymous
 
     @property
     def pages(self) -> int:
@@ -90,10 +69,15 @@ class VmaSet:
         self._list: SortedKeyList = SortedKeyList(key=lambda v: v.start)
         # sublists of 128 to 256 VMAs: a sublist the gap search must scan stays short
         self._list._reset(SUBLIST_LOAD)
-        #: The gap index, parallel to the sorted list's sublists: the largest ``w.start - u.end``
-        #: over the VMAs ``w`` of the sublist and their predecessors ``u`` (-1 if none), or None
-        #: when it must be recomputed.  Kept exact: insertions, removals and changes of ``end``
-        #: (``Vma.__setattr__``) invalidate the entries they affect.
+        #: The gap index, parallel to the sorted list's sublists: for each, a bound on the largest
+        #: ``w.start - u.end`` over its VMAs ``w`` and their predecessors ``u`` (-1 if none), or
+        #: None when it must be recomputed.  A bound never below the true largest gap (the
+        #: invariant checker verifies it): insertions and removals invalidate the entries whose gaps
+        #: they change; a VMA growing in place (``end`` up, a merge) only makes gaps smaller, so the
+        #: bound stays valid, and a scan that finds the true value records it; ``end`` moving down
+        #: in place is always followed by the re-insertion or removal of the next VMA (split, merge)
+        #: or must be reported with :meth:`end_changed`.  Searches compare actual gaps, so their
+        #: answers are exact either way.
         self._gapmax: list[int | None] = []
 
     def __len__(self) -> int:
@@ -108,7 +92,6 @@ class VmaSet:
         count = len(lists)
         pos = min(bisect_right(sl._maxes, vma.start), count - 1)  # the sublist it goes into
         sl.add(vma)
-        vma._owner = self
         if len(lists) == count:
             self._invalidate(pos)
         elif not count:  # the first sublist
@@ -122,7 +105,6 @@ class VmaSet:
         lists = sl._lists
         count, sub, size = len(lists), lists[pos], len(lists[pos])
         sl.remove(vma)
-        vma._owner = None
         if len(lists) == count and lists[pos] is sub and len(sub) == size - 1:
             self._invalidate(pos)
         elif not lists:
@@ -141,7 +123,9 @@ class VmaSet:
             new[b + d] = None
         self._gapmax = new
 
-    def _end_changed(self, vma: Vma) -> None:
+    def end_changed(self, vma: Vma) -> None:
+        """``vma.end`` moved down in place while its successor stays: the gap after it grew.  (Not
+        needed when the successor is then removed or re-added, as splits and merges do.)"""
         self._invalidate(bisect_left(self._list._maxes, vma.start))  # the sublist holding vma
 
     def _invalidate(self, pos: int) -> None:
@@ -309,8 +293,9 @@ class VmaSet:
         return gap
 
     def stale_index(self) -> list[int]:
-        """For the invariant checker: the sublists whose cached largest gap is wrong (-1 if the
-        cache does not match the sublists); empty when the gap index is exact."""
+        """For the invariant checker: the sublists whose recorded bound is below their largest gap
+        (the search would miss a gap), or [-1] if the index does not match the sublists; empty when
+        the gap index is sound.  Records the exact values on the way."""
         gapmax = self._gapmax
         if len(gapmax) != len(self._list._lists):
             return [-1]
@@ -318,7 +303,7 @@ class VmaSet:
         for pos, gap in enumerate(gapmax):
             if gap is not None:
                 gapmax[pos] = None
-                if self._block_gap(pos) != gap:
+                if self._block_gap(pos) > gap:
                     bad.append(pos)
         return bad
 

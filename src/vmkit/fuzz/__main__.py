@@ -1,0 +1,55 @@
+"""``python -m vmkit.fuzz --steps N``: the long differential run (``make fuzz``).
+
+Runs random sequences (one fresh native child and model process each) until N operations have
+been compared or a divergence is found; prints sequences run, operations, operations per second,
+divergences and the model paths that raised NotImplementedError.  A divergence is shrunk by
+Hypothesis and printed as a ready-to-paste pytest function; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from vmkit.fuzz.machine import STATS, UNIMPLEMENTED, DivergenceError, make_machine
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vmkit.fuzz", description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10_000, help="operations to run (default 10000)")
+    parser.add_argument("--sequence-length", type=int, default=50, help="operations per sequence at most")
+    parser.add_argument("--exclude", default="", help="comma-separated operation kinds to leave out "
+                        "(e.g. the KNOWN_DIVERGENT of tests/test_differential.py)")
+    args = parser.parse_args(argv)
+    excluded = {k for k in args.exclude.split(",") if k}
+    machine = make_machine(excluded)
+    batch = settings(max_examples=20, stateful_step_count=args.sequence_length, deadline=None,
+                     database=None, suppress_health_check=list(HealthCheck), print_blob=False)
+    start = time.monotonic()
+    status = 0
+    try:
+        while STATS["operations"] < args.steps:
+            run_state_machine_as_test(machine, settings=batch)
+            elapsed = time.monotonic() - start
+            print(f"\r{STATS['sequences']} sequences, {STATS['operations']} operations, "
+                  f"{STATS['operations'] / elapsed:.0f} ops/s", end="", file=sys.stderr, flush=True)
+    except DivergenceError as e:
+        print(f"\n{e}")
+        status = 1
+    except KeyboardInterrupt:
+        status = 130
+    elapsed = time.monotonic() - start
+    print(f"\nsequences: {STATS['sequences']}  operations: {STATS['operations']}  "
+          f"ops/s: {STATS['operations'] / max(elapsed, 1e-9):.0f}  divergences: {1 if status == 1 else 0}"
+          f"  (operations include shrinking when a divergence is found)")
+    for message, count in UNIMPLEMENTED.most_common():
+        print(f"  not modelled ({count}x): {message}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Divergences the differential fuzzer found between the model and the kernel, kept as regressions.
+
+Each test is the fuzzer's minimal sequence (tests/test_differential.py prints them), with the
+kernel's answer asserted; they run on both backends.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import vmkit
+from vmkit.process import Process
+
+from helpers import smaps_of
+
+
+def test_mlockall_current_faults_in_the_vdso_pages(proc: Process) -> None:
+    """mlockall(MCL_CURRENT) populates every VMA, [vdso] included (mm/gup.c __mm_populate); its
+    pages count as file pages, while [vdso] itself is never VM_LOCKED (VM_SPECIAL)."""
+    assert proc.status()["RssFile"] == "0 kB"
+    proc.mlockall(vmkit.MCL_CURRENT)
+    assert proc.status()["RssFile"] == "8 kB"
+    vdso = smaps_of(proc, 0x7FFFF7FFD000)
+    assert (vdso["Rss"], vdso["Locked"], vdso["Anonymous"]) == ("8 kB", "0 kB", "0 kB")
+
+
+def test_brk_to_the_top_of_the_address_space_is_refused(proc: Process) -> None:
+    """brk(2**64 - 1): PAGE_ALIGN wraps to 0, the length check in check_brk_limits fails, the break
+    stays (mm/mmap.c brk)."""
+    start = proc.brk(0)
+    assert proc.brk((1 << 64) - 1) == start
+    assert proc.brk(0) == start
+
+
+def test_open_below_a_directory_without_search_permission_is_eacces(proc: Process, file_path: str) -> None:
+    """Path lookup needs search permission on every directory (fs/namei.c may_lookup): after
+    dropping root, a file below a 0700 root-owned directory is EACCES, not ENOENT."""
+    proc.mkdir(file_path)
+    try:
+        proc.drop_privileges()
+        with pytest.raises(OSError) as e:
+            proc.open(file_path + "/f0", os.O_RDONLY)
+        assert e.value.errno == errno.EACCES
+    finally:
+        os.rmdir(file_path) if os.path.isdir(file_path) else None
+
+
+def test_access_to_a_non_canonical_address_is_a_general_protection_fault(proc: Process) -> None:
+    """x86-64: an address between 2**47 and 2**64 - 2**47 is not canonical; the access raises #GP,
+    delivered as SIGSEGV with si_code SI_KERNEL (0x80) and no address (arch/x86/kernel/traps.c)."""
+    with pytest.raises(vmkit.SegmentationFault) as fault:
+        proc.read(0x800000000000, 1)
+    assert (fault.value.addr, fault.value.code) == (0, 0x80)
