@@ -54,3 +54,12 @@ def test_access_to_a_non_canonical_address_is_a_general_protection_fault(proc: P
     with pytest.raises(vmkit.SegmentationFault) as fault:
         proc.read(0x800000000000, 1)
     assert (fault.value.addr, fault.value.code) == (0, 0x80)
+
+
+def test_hugetlb_offset_not_huge_page_aligned_is_einval_before_the_empty_pool(proc: Process) -> None:
+    """hugetlbfs_file_mmap refuses a pgoff that is not huge-page aligned (EINVAL) before it tries
+    to reserve pages from the (empty) pool (ENOMEM); anonymous MAP_HUGETLB keeps the offset as pgoff."""
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 0x26000, vmkit.PROT_NONE,
+                  vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB, -1, 0x8000)
+    assert e.value.errno == errno.EINVAL
