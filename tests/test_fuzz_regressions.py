@@ -63,3 +63,21 @@ def test_hugetlb_offset_not_huge_page_aligned_is_einval_before_the_empty_pool(pr
         proc.mmap(None, 0x26000, vmkit.PROT_NONE,
                   vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB, -1, 0x8000)
     assert e.value.errno == errno.EINVAL
+
+
+def test_mremap_overlap_check_wraps_like_unsigned_long(proc: Process) -> None:
+    """vrm_overlaps computes addr + old_len modulo 2**64: a huge old_len wraps below new_addr, so
+    the unmapped old address is what fails, with EFAULT (mm/mremap.c)."""
+    with pytest.raises(OSError) as e:
+        proc.mremap(0x500000, 0xFFFFFFFFFFFFF000, 0x8000, vmkit.MREMAP_MAYMOVE | vmkit.MREMAP_FIXED,
+                    0x200012000)
+    assert e.value.errno == errno.EFAULT
+
+
+def test_anonymous_hugetlb_offset_past_the_maximum_file_size_is_eoverflow(proc: Process) -> None:
+    """Anonymous MAP_HUGETLB maps a hugetlbfs file, so file_mmap_ok's MAX_LFS_FILESIZE rule applies
+    to its offset: EOVERFLOW (mm/mmap.c do_mmap)."""
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 2183, vmkit.PROT_NONE,
+                  vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB, -1, 1 << 63)
+    assert e.value.errno == errno.EOVERFLOW

@@ -120,6 +120,8 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
             raise os_error(errno.EINVAL)
     elif hugetlb:
         # the hugetlbfs file hugetlb_file_setup made: the file rules apply, the offset is the pgoff
+        if not file_mmap_ok(pgoff, length):
+            raise os_error(errno.EOVERFLOW)
         if map_type in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE):
             if map_type == abi.MAP_SHARED:
                 flags &= LEGACY_MAP_MASK

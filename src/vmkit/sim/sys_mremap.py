@@ -73,9 +73,10 @@ class RemapState:
 
     @property
     def overlaps(self) -> bool:
-        """``vrm_overlaps``: do [addr, addr+old_len) and [new_addr, new_addr+new_len) intersect?"""
-        return (self.addr + self.old_len > self.new_addr
-                and self.new_addr + self.new_len > self.addr)
+        """``vrm_overlaps``: do [addr, addr+old_len) and [new_addr, new_addr+new_len) intersect?
+        The ends are unsigned longs: they wrap modulo 2**64, as in the kernel."""
+        return (((self.addr + self.old_len) & MASK64) > self.new_addr
+                and ((self.new_addr + self.new_len) & MASK64) > self.addr)
 
 
 def sys_mremap(task: Task, addr: int, old_len: int, new_len: int, flags: int,
