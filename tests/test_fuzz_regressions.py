@@ -81,3 +81,16 @@ def test_anonymous_hugetlb_offset_past_the_maximum_file_size_is_eoverflow(proc: 
         proc.mmap(None, 2183, vmkit.PROT_NONE,
                   vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB, -1, 1 << 63)
     assert e.value.errno == errno.EOVERFLOW
+
+
+def test_fork_copies_page_tables_only_of_vmas_with_anonymous_pages(proc: Process) -> None:
+    """dup_mmap copies page tables only where vma_needs_copy (an anon_vma, or a PFN map): a VMA
+    that only saw read faults (zero page, no anon_vma) starts empty in the child (mm/memory.c)."""
+    page = vmkit.PAGE_SIZE
+    a = proc.mmap(None, 4 * page, vmkit.PROT_READ | vmkit.PROT_WRITE,
+                  vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS)
+    proc.read(a, 1)
+    assert proc.mincore(a, 4 * page) == b"\1\0\0\0"
+    assert proc.fork().mincore(a, 4 * page) == b"\0\0\0\0"
+    proc.write(a + page, b"x")
+    assert proc.fork().mincore(a, 4 * page) == b"\1\1\0\0"

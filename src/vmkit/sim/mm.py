@@ -30,6 +30,7 @@ from vmkit.sim.fs import Inode, OpenFile
 from vmkit.sim.pagetable import PageTable
 from vmkit.sim.vma import Vma, VmaSet
 from vmkit.sim.vmflags import (
+    VM_MIXEDMAP, VM_PFNMAP,
     VM_ACCOUNT, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IGNORE_MERGE, VM_LOCKED, VM_LOCKED_MASK,
     VM_MAYSHARE, VM_NORESERVE, VM_READ, VM_SHARED, VM_SPECIAL, VM_STACK, VM_WRITE,
 )
@@ -864,7 +865,16 @@ class MemoryManager:
             child.stat_account(new.flags, new.pages)
             if vma.flags & VM_WIPEONFORK and vma.anonymous:
                 continue
-            for vpn, pte in list(self.present_pages(vma.start, vma.end)):
+            # vma_needs_copy: page tables are copied only where the child could not refault the
+            # same pages: VMAs with anonymous pages (anon_vma) or PFN maps; others refault later
+            needs_copy = vma.anon_vma is not None or vma.flags & (VM_PFNMAP | VM_MIXEDMAP)
+            for vpn in self.pt.vpns(vma.start >> 12, vma.end >> 12):  # type: ignore[attr-defined]
+                pte = self.pt.get(vpn)
+                if pte == GUARD:  # guard markers are always inherited
+                    child.pt[vpn] = GUARD
+                    continue
+                if pte is None or not needs_copy:
+                    continue
                 frame = pte >> 2
                 if pte & PTE_ANON:
                     if not vma.flags & VM_SHARED:
@@ -875,9 +885,6 @@ class MemoryManager:
                     child.pt[vpn] = pte
                 elif frame == ZERO_FRAME or not vma.flags & VM_SHARED:
                     child.install(vpn, frame, False, False)
-            for vpn in range(vma.start >> 12, vma.end >> 12):
-                if self.pt.get(vpn) == GUARD:
-                    child.pt[vpn] = GUARD
 
     # --- tear-down ------------------------------------------------------------------------------
 
