@@ -94,3 +94,17 @@ def test_fork_copies_page_tables_only_of_vmas_with_anonymous_pages(proc: Process
     assert proc.fork().mincore(a, 4 * page) == b"\0\0\0\0"
     proc.write(a + page, b"x")
     assert proc.fork().mincore(a, 4 * page) == b"\1\1\0\0"
+
+
+def test_mprotect_walk_continues_after_a_merge_covering_the_rest(proc: Process) -> None:
+    """mprotect goes on from the end of the VMA the fixup left (vma_iter_end): when the first piece
+    merges into a next VMA that already has the new protection, the rest of the range is done
+    (mm/mprotect.c do_mprotect_pkey)."""
+    page, rw = vmkit.PAGE_SIZE, vmkit.PROT_READ | vmkit.PROT_WRITE
+    a = proc.mmap(None, 5 * page, vmkit.PROT_READ, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS)
+    proc.mprotect(a, 2 * page, vmkit.PROT_READ | vmkit.PROT_EXEC)
+    proc.mprotect(a + 2 * page, 3 * page, rw)
+    proc.mprotect(a + page, 4 * page, rw)
+    lines = [line.split()[:2] for line in proc.maps().splitlines()
+             if a <= int(line.split("-")[0], 16) < a + 5 * page]
+    assert lines == [[f"{a:x}-{a + page:x}", "r-xs"], [f"{a + page:x}-{a + 5 * page:x}", "rw-s"]]

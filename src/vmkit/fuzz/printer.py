@@ -63,6 +63,7 @@ def value_expr(value: Any, run_dir: str | None) -> str:
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):
+        value = int(value)  # enum members print as plain numbers, ready to paste
         return f"{value:#x}" if abs(value) >= PAGE else repr(value)
     if isinstance(value, (bytes, bytearray)):
         return bytes_expr(bytes(value))

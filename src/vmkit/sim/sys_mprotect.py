@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE
 from vmkit.sim import abi
+from vmkit.sim.vma import Vma
 from vmkit.sim.sys_mmap import MASK64, page_align, populate
 from vmkit.sim.vmflags import (
     VM_ACCESS_FLAGS, VM_ACCOUNT, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_NORESERVE, VM_SEALED,
@@ -66,23 +67,25 @@ def sys_mprotect(task: Task, start: int, length: int, prot: int) -> None:
         if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
             raise os_error(errno.EACCES)
         tmp = min(vma.end, end)
-        mprotect_fixup(task, vma, nstart, tmp, newflags)
-        nstart = tmp
+        # the walk goes on from the end of the VMA the fixup left (vma_iter_end): a merge with the
+        # next VMA may already cover the rest of the range
+        tmp = nstart = mprotect_fixup(task, vma, nstart, tmp, newflags).end
         if tmp >= end:
             break
     if tmp < end:
         raise os_error(errno.ENOMEM)
 
 
-def mprotect_fixup(task: Task, vma, start: int, end: int, newflags: int) -> None:  # type: ignore[no-untyped-def]
-    """``mprotect_fixup``: accounting of newly writable private memory, split/merge, counters."""
+def mprotect_fixup(task: Task, vma: Vma, start: int, end: int, newflags: int) -> Vma:
+    """``mprotect_fixup``: accounting of newly writable private memory, split/merge, counters.
+    Returns the VMA now covering [start, end) (a merged one may reach further)."""
     mm = task.mm
     oldflags = vma.flags
     pages = (end - start) >> 12
     if oldflags & VM_SEALED:
         raise os_error(errno.EPERM)
     if newflags == oldflags:
-        return
+        return vma
     if newflags & VM_WRITE:
         if not mm.may_expand_vm(newflags, pages) and mm.may_expand_vm(oldflags, pages):
             raise os_error(errno.ENOMEM)
@@ -98,3 +101,4 @@ def mprotect_fixup(task: Task, vma, start: int, end: int, newflags: int) -> None
     mm.stat_account(newflags, pages)
     if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
         populate(task, start, end)
+    return vma
