@@ -108,3 +108,14 @@ def test_mprotect_walk_continues_after_a_merge_covering_the_rest(proc: Process) 
     lines = [line.split()[:2] for line in proc.maps().splitlines()
              if a <= int(line.split("-")[0], 16) < a + 5 * page]
     assert lines == [[f"{a:x}-{a + page:x}", "r-xs"], [f"{a + page:x}-{a + 5 * page:x}", "rw-s"]]
+
+
+def test_mcl_future_does_not_lock_droppable_mappings(proc: Process) -> None:
+    """__mmap_region clears VM_LOCKED on VMAs that cannot be mlocked (vma_supports_mlock: VM_DROPPABLE,
+    hugetlb, special mappings), so MCL_FUTURE charges nothing for them (mm/mmap.c)."""
+    proc.mlockall(vmkit.MCL_FUTURE)
+    before = proc.status()["VmLck"]
+    a = proc.mmap(None, 16 * vmkit.PAGE_SIZE, vmkit.PROT_READ | vmkit.PROT_WRITE,
+                  vmkit.MAP_DROPPABLE | vmkit.MAP_ANONYMOUS)
+    assert proc.status()["VmLck"] == before
+    assert "lo" not in smaps_of(proc, a)["VmFlags"].split()

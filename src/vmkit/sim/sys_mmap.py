@@ -227,9 +227,16 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
             anonymous = False
         vma = Vma(addr, end, pgoff, vm_flags, vma_file, anonymous=anonymous)
         mm.insert_vma(vma)
+    else:
+        vma = merged
     mm.stat_account(vm_flags, pages)
     if vm_flags & VM_LOCKED:
-        mm.locked_vm += pages
+        from vmkit.sim.sys_mlock import vma_supports_mlock
+
+        if vma_supports_mlock(vma):
+            mm.locked_vm += pages
+        else:  # droppable, hugetlb, special: never locked, even under MCL_FUTURE
+            vma.flags &= ~VM_LOCKED_MASK
     return addr
 
 
