@@ -119,3 +119,14 @@ def test_mcl_future_does_not_lock_droppable_mappings(proc: Process) -> None:
                   vmkit.MAP_DROPPABLE | vmkit.MAP_ANONYMOUS)
     assert proc.status()["VmLck"] == before
     assert "lo" not in smaps_of(proc, a)["VmFlags"].split()
+
+
+def test_unprivileged_mincore_of_its_own_shared_anonymous_mapping_shows_real_state(proc: Process) -> None:
+    """The object behind a shared anonymous (or hugetlb) mapping belongs to its creator, so
+    can_do_mincore lets an unprivileged creator see the real (untouched: 0) state (mm/mincore.c)."""
+    proc.drop_privileges()
+    a = proc.mmap(None, 4 * vmkit.PAGE_SIZE, vmkit.PROT_READ | vmkit.PROT_WRITE,
+                  vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS)
+    assert proc.mincore(a, 4 * vmkit.PAGE_SIZE) == b"\0\0\0\0"
+    proc.write(a, b"x")
+    assert proc.mincore(a, 4 * vmkit.PAGE_SIZE) == b"\1\0\0\0"

@@ -284,17 +284,19 @@ class FileSystem:
 
     # --- objects without a path -----------------------------------------------------------------
 
-    def memfd(self, name: str) -> Inode:
-        return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, path=f"/memfd:{name}", deleted=True)
+    def memfd(self, name: str, uid: int = 0) -> Inode:
+        """A memfd_create object, owned by its creator's fsuid."""
+        return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, uid=uid, path=f"/memfd:{name}",
+                     deleted=True)
 
-    def shmem_zero(self, size: int) -> Inode:
+    def shmem_zero(self, size: int, uid: int = 0) -> Inode:
         """``shmem_zero_setup``: the object behind a shared anonymous mapping."""
-        return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, size=size,
+        return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, size=size, uid=uid,
                      path="/dev/zero", deleted=True)
 
-    def hugetlb_file(self, size: int) -> Inode:
+    def hugetlb_file(self, size: int, uid: int = 0) -> Inode:
         """``hugetlb_file_setup``: the object behind an anonymous MAP_HUGETLB mapping."""
-        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o600, size=size,
+        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o600, size=size, uid=uid,
                      path="/anon_hugepage", deleted=True)
 
     def pidfd(self, target: object) -> Inode:

@@ -217,7 +217,7 @@ class SimProcess(Process):
             raise os_error(errno.EINVAL)
         if flags & 0x4:
             raise _missing("memfd_create(MFD_HUGETLB)")
-        return task.install_fd(OpenFile(self.kernel.fs.memfd(name), 2))
+        return task.install_fd(OpenFile(self.kernel.fs.memfd(name, task.cred.euid), 2))
 
     def pidfd_open(self, pid: int) -> int:
         from vmkit.sim.fs import OpenFile

@@ -210,7 +210,7 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
     anonymous = file is None
     if file is not None and file.inode.kind == "zero":
         if vm_flags & VM_SHARED:
-            vma_file = OpenFile(kernel.fs.shmem_zero(length), 2)
+            vma_file = OpenFile(kernel.fs.shmem_zero(length, task.cred.euid), 2)
         else:
             anonymous = True
             pgoff = pgoff  # private /dev/zero keeps the file offset as pgoff
@@ -219,11 +219,11 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
         merged = mm.merge_new_range(addr, end, vm_flags, vma_file, pgoff)
     if merged is None:
         if file is None and vm_flags & VM_SHARED:
-            vma_file = OpenFile(kernel.fs.shmem_zero(length), 2)
+            vma_file = OpenFile(kernel.fs.shmem_zero(length, task.cred.euid), 2)
             anonymous = False
         if hugetlb:
             vm_flags |= VM_HUGETLB | VM_DONTEXPAND
-            vma_file = OpenFile(kernel.fs.hugetlb_file(length), 2)
+            vma_file = OpenFile(kernel.fs.hugetlb_file(length, task.cred.euid), 2)
             anonymous = False
         vma = Vma(addr, end, pgoff, vm_flags, vma_file, anonymous=anonymous)
         mm.insert_vma(vma)
