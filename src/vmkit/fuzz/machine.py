@@ -32,7 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 import vmkit
 from vmkit import native, sim
-from vmkit.fuzz.compare import normalise_maps, outcome, parse_maps, short, status_subset
+from vmkit.fuzz.compare import normalise_maps, outcome, parse_maps, status_subset
 from vmkit.fuzz.printer import Divergence, Step, render_test
 
 PAGE = vmkit.PAGE_SIZE

@@ -15,7 +15,6 @@ import signal
 import struct
 import threading
 import weakref
-from collections.abc import Sequence
 
 from vmkit.errors import ProcessGone, fault_for, os_error
 from vmkit.flags import IOV_MAX, mask_to_caps, caps_to_mask

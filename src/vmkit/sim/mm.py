@@ -31,8 +31,8 @@ from vmkit.sim.pagetable import PageTable
 from vmkit.sim.vma import Vma, VmaSet
 from vmkit.sim.vmflags import (
     VM_MIXEDMAP, VM_PFNMAP,
-    VM_ACCOUNT, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IGNORE_MERGE, VM_LOCKED, VM_LOCKED_MASK,
-    VM_MAYSHARE, VM_NORESERVE, VM_READ, VM_SHARED, VM_SPECIAL, VM_STACK, VM_WRITE,
+    VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IGNORE_MERGE, VM_LOCKED, VM_LOCKED_MASK,
+    VM_READ, VM_SHARED, VM_SPECIAL, VM_STACK, VM_WRITE,
 )
 
 if TYPE_CHECKING:
@@ -1147,4 +1147,4 @@ LAZYFREE: set[int] = set()
 HUGE_PMDS: dict[int, tuple[int, ...]] = {}
 
 
-__all__ = ["GUARD", "MemoryManager", "PTE_ANON", "PTE_WRITE", "VM_ACCOUNT", "VM_MAYSHARE", "VM_NORESERVE"]
+__all__ = ["GUARD", "MemoryManager", "PTE_ANON", "PTE_WRITE"]

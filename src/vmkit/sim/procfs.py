@@ -13,7 +13,7 @@ from vmkit.sim.frames import ZERO_FRAME, pool
 from vmkit.sim.mm import PTE_ANON, MemoryManager
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
-    VM_EXEC, VM_HUGEPAGE, VM_LOCKED, VM_NOHUGEPAGE, VM_WRITE, maps_perms, mnemonics,
+    VM_HUGEPAGE, VM_LOCKED, VM_NOHUGEPAGE, maps_perms, mnemonics,
 )
 
 if TYPE_CHECKING:
@@ -154,4 +154,4 @@ def status(task: Task) -> dict[str, str]:
     }
 
 
-__all__ = ["maps", "smaps", "status", "VM_EXEC", "VM_WRITE"]
+__all__ = ["maps", "smaps", "status"]

@@ -9,15 +9,15 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from vmkit.errors import BusError, Fault, os_error
+from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE, TASK_SIZE
 from vmkit.sim import abi
 from vmkit.sim.fs import OpenFile
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
-    VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_GROWSDOWN, VM_HUGETLB, VM_IO,
-    VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
-    VM_NORESERVE, VM_PFNMAP, VM_SHARED, VM_WIPEONFORK, VM_WRITE, VM_DATA_DEFAULT_FLAGS,
+    VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_GROWSDOWN,
+    VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
+    VM_NORESERVE, VM_SHARED, VM_WIPEONFORK, VM_WRITE,
     calc_vm_flag_bits, calc_vm_prot_bits,
 )
 
@@ -181,7 +181,7 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
     pages = length >> 12
     old = mm.vmas.overlapping(addr, end)
     if old:
-        first, last = old[0], old[-1]
+        first = old[0]
         if first.start < addr < end < first.end and mm.map_count >= kernel.max_map_count:
             raise os_error(errno.ENOMEM)
     old_pages = sum((min(v.end, end) - max(v.start, addr)) >> 12 for v in old)
@@ -323,4 +323,4 @@ def do_brk_flags(task: Task, addr: int, length: int) -> bool:
     return True
 
 
-__all__ = ["sys_brk", "sys_mmap", "sys_munmap", "VM_LOCKED_MASK", "VM_PFNMAP"]
+__all__ = ["do_mmap", "mmap_region", "populate", "sys_brk", "sys_mmap", "sys_munmap"]
