@@ -129,3 +129,18 @@ def test_unprivileged_mincore_of_its_own_hugetlb_mapping_shows_real_state(proc: 
     a = proc.mmap(None, 2 << 20, vmkit.PROT_READ | vmkit.PROT_WRITE,
                   vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB | vmkit.MAP_NORESERVE)
     assert proc.mincore(a, 16 * vmkit.PAGE_SIZE) == bytes(16)
+
+
+def test_failed_fixed_hugetlb_mapping_has_already_cleared_the_range(proc: Process) -> None:
+    """MAP_FIXED clears the target before hugetlbfs_file_mmap reserves pages; when the empty pool
+    refuses (ENOMEM), the old mappings are gone and the range is a hole (mm/vma.c
+    vms_abort_munmap_vmas after vms_clean_up_area)."""
+    page = vmkit.PAGE_SIZE
+    base = 0x200000000
+    proc.mmap(base, 4 * page, vmkit.PROT_READ | vmkit.PROT_WRITE,
+              vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+    with pytest.raises(OSError) as e:
+        proc.mmap(base, 4 * page, vmkit.PROT_NONE,
+                  vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED | vmkit.MAP_HUGETLB)
+    assert e.value.errno == errno.ENOMEM
+    assert not any(line.startswith(f"{base:x}-") for line in proc.maps().splitlines())

@@ -196,16 +196,18 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
     if file is None and vm_flags & VM_SHARED and not vm_flags & VM_NORESERVE and not hugetlb:
         if not kernel.vm_enough_memory(pages):  # shmem_acct_size of shmem_zero_setup
             raise os_error(errno.ENOMEM)
-    if hugetlb and pgoff & ((HUGE_SIZES[(flags >> 26) & 0x3F] >> 12) - 1):
-        raise os_error(errno.EINVAL)  # hugetlbfs_file_mmap: the offset must be huge-page aligned
-    if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
-        raise os_error(errno.ENOMEM)
     if hugetlb and kernel.hugetlb_pages:
         raise NotImplementedError("hugetlb mappings backed by a non-empty pool are not modelled")
     if file is not None and vm_flags & 0x00800000 and file.inode.mount.refuses_map_sync:
         raise os_error(errno.EOPNOTSUPP)
     if old:
         mm.munmap_range(addr, end)
+    # hugetlbfs_file_mmap runs after the old mappings were cleared: when it refuses, a MAP_FIXED
+    # caller has lost them (vms_abort_munmap_vmas cannot restore cleared page tables; seen on 6.18)
+    if hugetlb and pgoff & ((HUGE_SIZES[(flags >> 26) & 0x3F] >> 12) - 1):
+        raise os_error(errno.EINVAL)  # the offset must be huge-page aligned
+    if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
+        raise os_error(errno.ENOMEM)  # hugetlb_reserve_pages: the pool is empty
     vma_file = file
     anonymous = file is None
     if file is not None and file.inode.kind == "zero":
