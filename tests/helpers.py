@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
+from vmkit.maps import MapsLine, parse_maps  # noqa: F401  (re-exported for the tests)
+
 from vmkit.process import Process
-
-
-@dataclass(frozen=True)
-class MapsLine:
-    start: int
-    end: int
-    perms: str
-    offset: int
-    dev: str
-    inode: int
-    name: str
-
-
-def parse_maps(text: str) -> list[MapsLine]:
-    """Parses /proc/<pid>/maps text into its fields."""
-    lines = []
-    for line in text.splitlines():
-        fields = line.split(None, 5)
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        lines.append(MapsLine(start, end, fields[1], int(fields[2], 16), fields[3], int(fields[4]),
-                              fields[5] if len(fields) > 5 else ""))
-    return lines
 
 
 def vmas_in(proc: Process, lo: int, hi: int) -> list[tuple[int, int, str]]:

@@ -13,7 +13,8 @@ Lines whose inode is rewritten are re-padded the way ``show_map_vma`` pads (name
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from vmkit.maps import MapsLine, parse_maps  # noqa: F401  (re-exported for the fuzzer)
+
 
 import vmkit
 
@@ -42,28 +43,6 @@ def normalise_maps(text: str) -> str:
 def status_subset(status: dict[str, str]) -> dict[str, str | None]:
     """The compared status fields (``None`` for a missing one)."""
     return {key: status.get(key) for key in STATUS_FIELDS}
-
-
-@dataclass(frozen=True)
-class MapsLine:
-    """One parsed maps line (enough to choose what to observe)."""
-
-    start: int
-    end: int
-    perms: str
-    inode: int
-    name: str
-
-
-def parse_maps(text: str) -> list[MapsLine]:
-    """Parses maps text into start, end, perms, inode, name."""
-    lines = []
-    for line in text.splitlines():
-        fields = line.split(None, 5)
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        lines.append(MapsLine(start, end, fields[1], int(fields[4]),
-                              fields[5] if len(fields) > 5 else ""))
-    return lines
 
 
 def outcome(call, *args, **kwargs):  # type: ignore[no-untyped-def]
