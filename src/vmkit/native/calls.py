@@ -17,7 +17,7 @@ import ctypes
 import errno
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vmkit.errors import os_error
 from vmkit.flags import MAP_FAILED, PAGE_SHIFT, PAGE_SIZE
@@ -220,36 +220,29 @@ def iovec_bytes(iov: Iov) -> bytes:
     return b"".join([_pack_iov(base & _MASK64, length & _MASK64) for base, length in iov])
 
 
-def process_vm_readv(pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
-    """process_vm_readv(2); iovs are ``(address, length)`` pairs; returns the bytes copied."""
-    if len(local_iov) == 1 and len(remote_iov) == 1:  # the common case, inline
+def _transfer(call: Callable[..., int], pid: int, local_iov: Iov, remote_iov: Iov, flags: int) -> int:
+    """process_vm_readv/writev: one inline path for the common single-iovec case."""
+    if len(local_iov) == 1 and len(remote_iov) == 1:
         (lbase, llen), = local_iov
         (rbase, rlen), = remote_iov
-        result: int = _c_readv(pid, _pack_iov(lbase & _MASK64, llen & _MASK64), 1,
-                               _pack_iov(rbase & _MASK64, rlen & _MASK64), 1, flags)
+        result: int = call(pid, _pack_iov(lbase & _MASK64, llen & _MASK64), 1,
+                           _pack_iov(rbase & _MASK64, rlen & _MASK64), 1, flags)
     else:
-        result = _c_readv(
-            pid, iovec_bytes(local_iov), len(local_iov), iovec_bytes(remote_iov), len(remote_iov), flags
-        )
+        result = call(pid, iovec_bytes(local_iov), len(local_iov), iovec_bytes(remote_iov),
+                      len(remote_iov), flags)
     if result < 0:
         raise _fail()
     return result
+
+
+def process_vm_readv(pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
+    """process_vm_readv(2); iovs are ``(address, length)`` pairs; returns the bytes copied."""
+    return _transfer(_c_readv, pid, local_iov, remote_iov, flags)
 
 
 def process_vm_writev(pid: int, local_iov: Iov, remote_iov: Iov, flags: int = 0) -> int:
     """process_vm_writev(2); iovs are ``(address, length)`` pairs; returns the bytes copied."""
-    if len(local_iov) == 1 and len(remote_iov) == 1:  # the common case, inline
-        (lbase, llen), = local_iov
-        (rbase, rlen), = remote_iov
-        result: int = _c_writev(pid, _pack_iov(lbase & _MASK64, llen & _MASK64), 1,
-                                _pack_iov(rbase & _MASK64, rlen & _MASK64), 1, flags)
-    else:
-        result = _c_writev(
-            pid, iovec_bytes(local_iov), len(local_iov), iovec_bytes(remote_iov), len(remote_iov), flags
-        )
-    if result < 0:
-        raise _fail()
-    return result
+    return _transfer(_c_writev, pid, local_iov, remote_iov, flags)
 
 
 def process_madvise(pidfd: int, iov: Iov, advice: int, flags: int = 0) -> int:

@@ -23,7 +23,7 @@ from vmkit.native._libc import SYS
 from vmkit.native._ptrace import (
     PTRACE_O_EXITKILL, PTRACE_O_TRACEFORK, PTRACE_TRACEME, WALL, FaultStop, Tracee, describe_status,
 )
-from vmkit.native.calls import mincore_pages
+from vmkit.native.calls import iovec_bytes, mincore_pages
 from vmkit.process import Iov, Process
 
 ADDR_NO_RANDOMIZE = 0x0040000
@@ -121,8 +121,7 @@ class NativeProcess(Process):
         Arrays longer than IOV_MAX are passed with their true count but only IOV_MAX + 1 entries are
         copied: the kernel refuses the count (EINVAL) before reading any of them.
         """
-        pairs = list(iov)[: IOV_MAX + 1]
-        blob = b"".join(struct.pack("<QQ", base & _MASK64, length & _MASK64) for base, length in pairs)
+        blob = iovec_bytes(list(iov)[: IOV_MAX + 1])
         return self._put(blob, offset), len(blob)
 
     def _put_path(self, path: str | bytes) -> int:

@@ -119,20 +119,6 @@ class MemoryManager:
 
     # --- placement (mm/mmap.c, arch/x86/kernel/sys_x86_64.c) -----------------------------------
 
-    def _gaps_topdown(self, low: int, high: int) -> Iterator[tuple[int, int]]:
-        """Free ranges [a, b) within [low, high), highest first."""
-        top = high
-        for vma in self.vmas.descending_from(high):
-            if vma.end < top:
-                a = max(vma.end, low)
-                if a < top:
-                    yield a, top
-            top = min(top, vma.start)
-            if top <= low:
-                return
-        if low < top:
-            yield low, top
-
     def _gaps_bottomup(self, low: int, high: int) -> Iterator[tuple[int, int]]:
         """Free ranges [a, b) within [low, high), lowest first."""
         bottom = low
@@ -153,7 +139,7 @@ class MemoryManager:
         need = length + align_mask
         low = max(low, self.kernel.min_addr)
         while True:
-            # the first range of the _gaps_topdown walk that fits, from the gap index
+            # the highest free range that fits (the top-down walk), from the gap index
             found = self.vmas.highest_gap(low, high, max(need, 1))
             if found is None:
                 raise os_error(errno.ENOMEM)
@@ -589,10 +575,6 @@ class MemoryManager:
             prev, nxt = self.neighbours(vma)
             anon.anon_vma_prepare(vma, prev, nxt)
 
-    def file_page_limit(self, vma: Vma) -> int:
-        assert vma.file is not None
-        return vma.file.inode.pages()
-
     def fault(self, vma: Vma, addr: int, write: bool) -> int:
         """``handle_mm_fault`` for a permitted access: returns the frame now mapped at ``addr``.
 
@@ -898,13 +880,6 @@ class MemoryManager:
 
     def file_vmas(self, inode: Inode) -> list[Vma]:
         return [v for v in self.vmas if v.file is not None and v.file.inode is inode]
-
-    def rss(self, vma: Vma) -> int:
-        """Resident pages of a VMA (the zero page does not count, ``vm_normal_page``)."""
-        return sum(1 for _, pte in self.present_pages(vma.start, vma.end) if pte >> 2 != ZERO_FRAME)
-
-    def anon_pages(self, vma: Vma) -> int:
-        return sum(1 for _, pte in self.present_pages(vma.start, vma.end) if pte & PTE_ANON)
 
     # --- madvise support (mm/madvise.c, mm/khugepaged.c, mm/vmscan.c) ---------------------------
 

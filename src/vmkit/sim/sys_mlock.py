@@ -30,7 +30,7 @@ from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
-    VM_DROPPABLE, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_SPECIAL,
+    VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
 )
 
 if TYPE_CHECKING:
@@ -48,19 +48,13 @@ def _page_range(start: int, length: int) -> tuple[int, int]:
     return start & ~(PAGE_SIZE - 1), length
 
 
-def vma_supports_mlock(vma: Vma) -> bool:
-    """``vma_supports_mlock`` (mm/internal.h): not VM_SPECIAL ([vvar], [vdso]...), not VM_DROPPABLE,
-    not hugetlb (DAX and the gate VMA are not modelled as VMAs)."""
-    return not vma.flags & (VM_SPECIAL | VM_DROPPABLE | VM_HUGETLB) and vma.special is None
-
-
 def mlock_fixup(task: Task, vma: Vma, start: int, end: int, newflags: int) -> Vma:
     """``mlock_fixup`` (mm/mlock.c): returns the VMA now covering [start, end) (a merged one may
     cover more), or ``vma`` itself when nothing changes.  ENOMEM from a split at the map-count limit
     propagates."""
     mm = task.mm
     oldflags = vma.flags
-    if newflags == oldflags or not vma_supports_mlock(vma):
+    if newflags == oldflags or not vma.supports_mlock:
         return vma
     vma = mm.vma_modify(vma, start, end, newflags)
     pages = (end - start) >> 12
@@ -206,4 +200,4 @@ def sys_munlockall(task: Task) -> None:
 
 
 __all__ = ["apply_vma_lock_flags", "do_mlock", "mlock_fixup", "sys_mlock", "sys_mlock2",
-           "sys_mlockall", "sys_munlock", "sys_munlockall", "vma_supports_mlock"]
+           "sys_mlockall", "sys_munlock", "sys_munlockall"]

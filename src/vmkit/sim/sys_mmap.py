@@ -100,11 +100,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
         if inode.kind == "reg" and not file_mmap_ok(pgoff, length):
             raise os_error(errno.EOVERFLOW)
         if map_type in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE):
-            if map_type == abi.MAP_SHARED:
-                flags &= LEGACY_MAP_MASK
-            mask = LEGACY_MAP_MASK
-            if flags & ~mask & 0xFFFFFFFF:
-                raise os_error(errno.EOPNOTSUPP)
+            flags = shared_flags(map_type, flags)
             if prot & 0x2 and not file.writable:
                 raise os_error(errno.EACCES)
             vm_flags |= VM_SHARED | VM_MAYSHARE
@@ -123,10 +119,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
         if not file_mmap_ok(pgoff, length):
             raise os_error(errno.EOVERFLOW)
         if map_type in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE):
-            if map_type == abi.MAP_SHARED:
-                flags &= LEGACY_MAP_MASK
-            if flags & ~LEGACY_MAP_MASK & 0xFFFFFFFF:
-                raise os_error(errno.EOPNOTSUPP)
+            flags = shared_flags(map_type, flags)
             vm_flags |= VM_SHARED | VM_MAYSHARE
         elif map_type != abi.MAP_PRIVATE:
             raise os_error(errno.EINVAL)
@@ -155,6 +148,16 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     if vm_flags & VM_LOCKED or flags & (abi.MAP_POPULATE | abi.MAP_NONBLOCK) == abi.MAP_POPULATE:
         populate(task, addr, addr + length)
     return addr
+
+
+def shared_flags(map_type: int, flags: int) -> int:
+    """MAP_SHARED silently drops flags outside LEGACY_MAP_MASK; MAP_SHARED_VALIDATE refuses them
+    with EOPNOTSUPP (``do_mmap``)."""
+    if map_type == abi.MAP_SHARED:
+        return flags & LEGACY_MAP_MASK
+    if flags & ~LEGACY_MAP_MASK & 0xFFFFFFFF:
+        raise os_error(errno.EOPNOTSUPP)
+    return flags
 
 
 def file_mmap_ok(pgoff: int, length: int) -> bool:
@@ -214,8 +217,7 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
         if vm_flags & VM_SHARED:
             vma_file = OpenFile(kernel.fs.shmem_zero(length, task.cred.euid), 2)
         else:
-            anonymous = True
-            pgoff = pgoff  # private /dev/zero keeps the file offset as pgoff
+            anonymous = True  # private /dev/zero: anonymous memory; the file offset stays the pgoff
     merged = None
     if not hugetlb and not (file is None and vm_flags & VM_SHARED):
         merged = mm.merge_new_range(addr, end, vm_flags, vma_file, pgoff)
@@ -233,9 +235,7 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
         vma = merged
     mm.stat_account(vm_flags, pages)
     if vm_flags & VM_LOCKED:
-        from vmkit.sim.sys_mlock import vma_supports_mlock
-
-        if vma_supports_mlock(vma):
+        if vma.supports_mlock:
             mm.locked_vm += pages
         else:  # droppable, hugetlb, special: never locked, even under MCL_FUTURE
             vma.flags &= ~VM_LOCKED_MASK

@@ -13,7 +13,7 @@ from sortedcontainers import SortedKeyList
 
 from vmkit.sim.anon import AnonVma
 from vmkit.sim.fs import OpenFile
-from vmkit.sim.vmflags import VM_SHARED
+from vmkit.sim.vmflags import VM_DROPPABLE, VM_HUGETLB, VM_SHARED, VM_SPECIAL
 
 
 class Vma:
@@ -47,6 +47,12 @@ class Vma:
     @property
     def shared(self) -> bool:
         return bool(self.flags & VM_SHARED)
+
+    @property
+    def supports_mlock(self) -> bool:
+        """``vma_supports_mlock`` (mm/internal.h): not VM_SPECIAL ([vvar], [vdso]...), not
+        VM_DROPPABLE, not hugetlb (DAX and the gate VMA are not modelled as VMAs)."""
+        return not self.flags & (VM_SPECIAL | VM_DROPPABLE | VM_HUGETLB) and self.special is None
 
     def duplicate(self) -> Vma:
         """``vm_area_dup``: the same attributes (anon_vma pointer included, chain empty)."""
@@ -309,7 +315,7 @@ class VmaSet:
 
     def highest_gap(self, low: int, high: int, need: int) -> tuple[int, int] | None:
         """The highest free range [a, b) between VMAs, clipped to [low, high), with ``b - a >= need``
-        (``need`` > 0): the first range the top-down walk (``MemoryManager._gaps_topdown``) would
+        (``need`` > 0): the first range the top-down walk (highest first) would
         accept, found with the gap index in O(log n) plus the sublists it skips."""
         lists = self._list._lists
         top = self._last_below(high)
