@@ -16,9 +16,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tour", help="run the same memory-management calls on a real isolated child and on the "
         "model kernel, and show where they agree (exit status 1 if they differ)"
     )
+    replay = commands.add_parser(
+        "replay", help="replay the memory calls of an strace log in the model kernel and report "
+        "where the model disagrees with what the kernel returned (exit status 1 if it does)"
+    )
+    replay.add_argument("trace", metavar="TRACE", help="a trace from `vmkit record` or strace -f")
+    replay.add_argument("--json", action="store_true",
+                        help='print {"calls": N, "agree": M, "disagreements": [...], ...}')
+    replay.add_argument("--all", action="store_true", help="list every disagreement")
+    replay.add_argument("--no-host-binaries", dest="host_binaries", action="store_false",
+                        help="never read an executed binary from this machine (only the trace's images)")
+    record = commands.add_parser(
+        "record", help="run a command under strace with ASLR off and write a trace `vmkit replay` takes"
+    )
+    record.add_argument("-o", "--output", default="vmkit.trace", help="trace file (default: vmkit.trace)")
+    record.add_argument("--aslr", action="store_true", help="leave ASLR on (the replay assumes it off)")
+    record.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    maps = commands.add_parser("maps", help="replay a trace and print the model's /proc/PID/maps at its end")
+    maps.add_argument("trace", metavar="TRACE")
+    maps.add_argument("--pid", type=int, help="the traced pid (default: every process still alive)")
     args = parser.parse_args(argv)
     if args.command == "tour":
         return tour.run(out=sys.stdout)
+    if args.command == "replay":
+        from vmkit.trace import cli_replay
+
+        return cli_replay.replay(args.trace, as_json=args.json, show_all=args.all,
+                                 host_binaries=args.host_binaries)
+    if args.command == "maps":
+        from vmkit.trace import cli_replay
+
+        return cli_replay.maps(args.trace, args.pid)
+    if args.command == "record":
+        from vmkit.trace import record as recorder
+
+        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not command:
+            record.error("give the command to record after --, e.g. vmkit record -o ls.trace -- ls -l")
+        return recorder.main(command, args.output, aslr=args.aslr)
     parser.error(f"unknown command {args.command}")
     return 2
 

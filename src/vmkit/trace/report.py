@@ -1,0 +1,40 @@
+"""The human summary ``vmkit replay`` prints (``--json`` prints :meth:`Report.to_json` instead)."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from vmkit.trace.replay import Report
+
+SHOWN_DISAGREEMENTS = 20
+
+
+def summary(report: Report, path: str, out: TextIO, *, show_all: bool = False) -> None:
+    share = 100.0 * report.agree / report.calls if report.calls else 100.0
+    speed = report.calls / report.seconds if report.seconds else 0.0
+    print(f"{path}: {report.processes} process(es), {report.calls} memory calls compared, "
+          f"{report.agree} agree ({share:.1f}%), {len(report.disagreements)} disagree, "
+          f"{report.unverified_total} unverified", file=out)
+    if report.per_syscall:
+        width = max(len(name) for name in report.per_syscall)
+        print("  per call:", file=out)
+        for name, (calls, agree) in sorted(report.per_syscall.items(), key=lambda kv: -kv[1][0]):
+            mark = "" if calls == agree else f"   <- {calls - agree} disagree"
+            print(f"    {name:<{width}} {agree:>7} / {calls:<7}{mark}", file=out)
+    if report.unverified:
+        print("  unverified (the trace does not say enough to check them):", file=out)
+        for reason, count in report.unverified.most_common():
+            print(f"    {count:>7}  {reason}", file=out)
+    for note in report.notes:
+        print(f"  note: {note}", file=out)
+    print(f"  other calls in the trace (not memory calls): {report.other_calls}", file=out)
+    print(f"  replayed in {report.seconds:.2f} s ({speed:,.0f} compared calls/s)", file=out)
+    shown = report.disagreements if show_all else report.disagreements[:SHOWN_DISAGREEMENTS]
+    if shown:
+        print("disagreements:", file=out)
+        for d in shown:
+            print(f"  line {d.line} (pid {d.pid}): {d.call}", file=out)
+            print(f"      kernel: {d.kernel}   model: {d.model}", file=out)
+        hidden = len(report.disagreements) - len(shown)
+        if hidden:
+            print(f"  ... and {hidden} more (--all shows them)", file=out)
