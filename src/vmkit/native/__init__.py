@@ -14,12 +14,13 @@ from vmkit.native.calls import (
     process_vm_readv, process_vm_writev, read, read_process, write, write_process,
 )
 from vmkit.native.child import ChildRuntimeLost, NativeProcess, spawn
+from vmkit.native.entry import EntryState, entry_state, maps_at_entry
 from vmkit.native.mapping import Mapping
 
 __all__ = [
-    "ChildRuntimeLost", "Mapping", "NativeProcess", "address_of", "brk", "madvise", "maps",
-    "memfd_create", "mincore", "mlock", "mlock2", "mlockall", "mmap", "mprotect", "mremap", "msync",
-    "munlock", "munlockall", "munmap", "pidfd_open", "process_madvise", "process_mrelease",
-    "process_vm_readv", "process_vm_writev", "read", "read_process", "spawn", "write",
-    "write_process",
+    "ChildRuntimeLost", "EntryState", "Mapping", "NativeProcess", "address_of", "brk", "entry_state",
+    "madvise", "maps", "maps_at_entry", "memfd_create", "mincore", "mlock", "mlock2", "mlockall",
+    "mmap", "mprotect", "mremap", "msync", "munlock", "munlockall", "munmap", "pidfd_open",
+    "process_madvise", "process_mrelease", "process_vm_readv", "process_vm_writev", "read",
+    "read_process", "spawn", "write", "write_process",
 ]

@@ -22,7 +22,6 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE
@@ -64,9 +63,15 @@ class Inode:
     disk: dict[int, bytes] = field(default_factory=dict)
     #: Page-cache indexes written since the last write-back.
     dirty: set[int] = field(default_factory=set)
-    kind: str = "reg"  # reg, dir, zero, null, pidfd
-    #: The process a pidfd refers to.
+    kind: str = "reg"  # reg, dir, zero, null, pidfd, symlink
+    #: The process a pidfd refers to; the path a symlink points to.
     target: object = None
+    #: The device column of maps when it is not the mount's (files imported from the host).
+    dev: str | None = None
+
+    @property
+    def maps_dev(self) -> str:
+        return self.dev if self.dev is not None else self.mount.dev
 
     @property
     def is_shmem(self) -> bool:
@@ -302,18 +307,127 @@ class FileSystem:
     def pidfd(self, target: object) -> Inode:
         return Inode(PROCFS, 0, 0o600, kind="pidfd", path="anon_inode:[pidfd]", target=target)
 
-    def import_host(self, host_path: str, path: str | None = None) -> Inode:
-        """Copies a host file into the model, read-only (mode 0o555), at ``path`` (default: same)."""
-        data = Path(host_path).read_bytes()
-        path = self._normal(path or host_path)
+    def _make_dirs(self, path: str) -> None:
         directory = os.path.dirname(path)
         parts = directory.strip("/").split("/") if directory != "/" else []
         for i in range(1, len(parts) + 1):
             d = "/" + "/".join(parts[:i])
             if d not in self.entries:
                 self.entries[d] = Inode(EXT4, next(self._ino), stat.S_IFDIR | 0o755, kind="dir", path=d)
-        inode = Inode(EXT4, next(self._ino), stat.S_IFREG | 0o555, path=path, size=len(data))
-        for index in range(0, len(data), PAGE_SIZE):
-            inode.disk[index // PAGE_SIZE] = data[index:index + PAGE_SIZE].ljust(PAGE_SIZE, b"\0")
+
+    def import_host(self, host_path: str, path: str | None = None) -> Inode:
+        """Makes a host file a read-only model file at ``path`` (default: the same path), lazily.
+
+        Its contents stay on the host: a page is read from the host file only when the model
+        needs it (a fault, a read, exec reading headers).  The inode has the host file's device
+        (``major:minor`` as maps prints it), inode number and permission bits, so maps lines of its
+        mappings are the kernel's.  A missing host file raises FileNotFoundError.
+        """
+        st = os.stat(host_path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{host_path} is not a regular file")
+        path = self._normal(path or host_path)
+        self._make_dirs(path)
+
+        def load(index: int) -> bytes:
+            with open(host_path, "rb") as f:
+                f.seek(index * PAGE_SIZE)
+                return f.read(PAGE_SIZE).ljust(PAGE_SIZE, b"\0")
+
+        inode = Inode(EXT4, st.st_ino, stat.S_IFREG | (st.st_mode & 0o7777), path=path,
+                      size=st.st_size, dev=f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}")
+        inode.disk = LazyDisk(load, inode.pages())
         self.entries[path] = inode
         return inode
+
+    def add_image(self, path: str, size: int, head: bytes, *, dev: tuple[int, int] = (0xFE, 0),
+                  ino: int, mode: int = 0o755) -> Inode:
+        """A read-only regular file of ``size`` bytes: ``head`` and then zeros (the rebuilt image of
+        a binary whose headers are known), with the given device and inode number for maps."""
+        if len(head) > size:
+            raise ValueError(f"{path}: head of {len(head)} bytes is larger than the file ({size} bytes)")
+        path = self._normal(path)
+        self._make_dirs(path)
+        head = bytes(head)
+
+        def load(index: int) -> bytes:
+            return head[index * PAGE_SIZE:(index + 1) * PAGE_SIZE].ljust(PAGE_SIZE, b"\0")
+
+        inode = Inode(EXT4, ino, stat.S_IFREG | (mode & 0o7777), path=path, size=size,
+                      dev=f"{dev[0]:02x}:{dev[1]:02x}")
+        inode.disk = LazyDisk(load, (len(head) + PAGE_SIZE - 1) // PAGE_SIZE)
+        self.entries[path] = inode
+        return inode
+
+    def symlink(self, target: str, path: str) -> None:
+        """A symbolic link at ``path`` to the absolute path ``target`` (followed by :meth:`resolve`)."""
+        path = self._normal(path)
+        if path in self.entries:
+            raise os_error(errno.EEXIST, path)
+        self._make_dirs(path)
+        self.entries[path] = Inode(EXT4, next(self._ino), stat.S_IFLNK | 0o777, kind="symlink",
+                                   path=path, target=self._normal(target))
+
+    def resolve(self, path: str) -> str:
+        """``path`` with symbolic links of any component followed (ELOOP after 40, as namei)."""
+        path = self._normal(path)
+        for _ in range(40):
+            parts = path.strip("/").split("/")
+            for i in range(1, len(parts) + 1):
+                prefix = "/" + "/".join(parts[:i])
+                inode = self.entries.get(prefix)
+                if inode is not None and inode.kind == "symlink":
+                    path = self._normal("/".join([str(inode.target), *parts[i:]]))
+                    break
+            else:
+                return path
+        raise os_error(errno.ELOOP, path)
+
+
+class LazyDisk(dict):  # type: ignore[type-arg]
+    """The disk of a file whose clean pages come from a loader on first use (pages ``< npages``;
+    the rest are holes).  A page once loaded, written back or dropped is an ordinary entry."""
+
+    def __init__(self, load: Callable[[int], bytes], npages: int) -> None:
+        super().__init__()
+        self._load = load
+        self._npages = npages
+        self._gone: set[int] = set()
+
+    def _fill(self, index: int) -> bool:
+        if dict.__contains__(self, index):
+            return True
+        if 0 <= index < self._npages and index not in self._gone:
+            dict.__setitem__(self, index, self._load(index))
+            return True
+        return False
+
+    def get(self, index: int, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        return dict.__getitem__(self, index) if self._fill(index) else default
+
+    def __getitem__(self, index: int) -> bytes:
+        if not self._fill(index):
+            raise KeyError(index)
+        return dict.__getitem__(self, index)
+
+    def __contains__(self, index: object) -> bool:
+        return isinstance(index, int) and self._fill(index)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        loaded = set(dict.keys(self))
+        lazy = (i for i in range(self._npages) if i not in self._gone and i not in loaded)
+        return iter([*loaded, *lazy])
+
+    def __delitem__(self, index: int) -> None:
+        self._gone.add(index)
+        if dict.__contains__(self, index):
+            dict.__delitem__(self, index)
+
+    def pop(self, index: int, *default: object) -> object:  # type: ignore[override]
+        present = index in self
+        self._gone.add(index)
+        if present:
+            return dict.pop(self, index)
+        if default:
+            return default[0]
+        raise KeyError(index)

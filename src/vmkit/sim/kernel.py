@@ -128,7 +128,7 @@ class Kernel:
                  seed: int | None = None, legacy_va_layout: bool = False,
                  stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0,
                  lsm_mmap_min_addr: int = 65536, check_invariants: bool = False,
-                 memory_failure: bool = False) -> None:
+                 memory_failure: bool = False, host_files: bool = False) -> None:
         self.max_map_count = max_map_count
         #: ``CONFIG_MEMORY_FAILURE``: off on our machines (MADV_HWPOISON/SOFT_OFFLINE give EINVAL);
         #: on, they inject memory errors (:func:`vmkit.sim.sys_madvise.madvise_inject_error`).
@@ -150,6 +150,8 @@ class Kernel:
         self.legacy_va_layout = legacy_va_layout
         self.stack_guard_gap = stack_guard_gap
         self.hugetlb_pages = hugetlb_pages
+        #: exec of a path the model's file system lacks imports it from the host (lazily).
+        self.host_files = host_files
         self.fs = FileSystem()
         self.fs.on_truncate = self._unmap_truncated
         self.tasks: dict[int, Task] = {}
@@ -158,10 +160,13 @@ class Kernel:
 
     # --- layout ---------------------------------------------------------------------------------
 
-    def mmap_base(self) -> int:
+    def mmap_base(self, stack_rlimit: int | None = None) -> int:
         """``mmap_base`` (arch/x86/mm/mmap.c): below the stack's gap, which is clamped to
-        [128 MiB, 5/6 of the address space]."""
-        gap = self.stack_rlimit if self.stack_rlimit != RLIM_INFINITY else TASK_SIZE
+        [128 MiB, 5/6 of the address space].  ``stack_rlimit`` is the soft RLIMIT_STACK to use
+        (an exec's ``bprm->rlim_stack``); by default the kernel's ``stack_rlimit``."""
+        if stack_rlimit is None:
+            stack_rlimit = self.stack_rlimit
+        gap = stack_rlimit if stack_rlimit != RLIM_INFINITY else TASK_SIZE
         gap += self.stack_guard_gap + ((0x3FFFFF << 12) if self.aslr else 0)
         gap = min(max(gap, 128 << 20), TASK_SIZE // 6 * 5)
         rnd = (self.random.getrandbits(28) << 12) if self.aslr else 0
@@ -230,6 +235,26 @@ class Kernel:
         if maps is None:
             maps, brk = NATIVE_CHILD_MAPS, NATIVE_CHILD_BRK
         build_layout(task, maps, brk)
+        return SimProcess(task)
+
+    def exec(self, path: str | bytes, argv, envp):  # type: ignore[no-untyped-def]
+        """A new process (stdin, stdout, stderr on /dev/null, like :meth:`spawn`) whose address
+        space is that of ``path`` executed with ``argv`` and ``envp`` (:mod:`vmkit.sim.exec`).
+        Raises OSError with execve's errno, leaving no process behind."""
+        from vmkit.sim.exec import do_execve
+        from vmkit.sim.process import SimProcess
+
+        task = self._new_task(None)
+        null = self.fs.lookup("/dev/null")
+        for fd in (0, 1, 2):
+            task.fds[fd] = OpenFile(null, 2)
+        try:
+            do_execve(task, path, argv, envp)
+        except BaseException:
+            if task.alive:
+                self.exit_task(task, 9)
+            self.tasks.pop(task.pid, None)
+            raise
         return SimProcess(task)
 
     def fork(self, parent: Task) -> Task:

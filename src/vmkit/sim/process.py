@@ -8,6 +8,7 @@ brk), ``sys_mprotect``, ``sys_mremap``, ``sys_madvise``, ``sys_mincore``, ``sys_
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 
 from vmkit.errors import ProcessGone, os_error
 from vmkit.flags import caps_to_mask, mask_to_caps
@@ -159,6 +160,14 @@ class SimProcess(Process):
 
     def fork(self) -> SimProcess:
         return SimProcess(self.kernel.fork(self._live()))
+
+    def execve(self, path: str | bytes, argv: Sequence[str | bytes], envp: Sequence[str | bytes]) -> None:
+        """execve(2): this process's address space becomes ``path``'s at its first instruction
+        (:func:`vmkit.sim.exec.do_execve`); fds without O_CLOEXEC, credentials and limits stay.
+        Raises OSError with the kernel's errno."""
+        from vmkit.sim.exec import do_execve
+
+        do_execve(self._live(), path, argv, envp)
 
     # --- files -------------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def maps_line(mm: MemoryManager, vma: Vma) -> str:
     """One line of maps (``show_map_vma``)."""
     if vma.file is not None:
         inode = vma.file.inode
-        dev, ino, pgoff = inode.mount.dev, inode.ino, vma.pgoff
+        dev, ino, pgoff = inode.maps_dev, inode.ino, vma.pgoff
     else:
         dev, ino, pgoff = "00:00", 0, 0
     head = f"{vma.start:08x}-{vma.end:08x} {maps_perms(vma.flags)} {pgoff << 12:08x} {dev} {ino} "

@@ -300,11 +300,11 @@ def sys_brk(task: Task, brk: int) -> int:
     return brk
 
 
-def do_brk_flags(task: Task, addr: int, length: int) -> bool:
+def do_brk_flags(task: Task, addr: int, length: int, extra_flags: int = 0) -> bool:
     """``do_brk_flags``: extend the heap VMA (one at or above start_brk) or make a new one; False
-    when a limit refuses."""
+    when a limit refuses.  ``extra_flags`` is ``vm_brk_flags``' VM_EXEC (an executable ELF bss)."""
     mm = task.mm
-    flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | mm.def_flags
+    flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | mm.def_flags | extra_flags
     pages = length >> 12
     if not mm.may_expand_vm(flags, pages):
         return False

@@ -1,0 +1,13 @@
+"""Real programs' system-call traces: reading strace logs (:mod:`vmkit.trace.strace`)."""
+
+from vmkit.trace.strace import Comment, Event, Exit, Signal, Syscall, Trace, TraceError, parse, parse_file
+from vmkit.trace.strace_values import (
+    Call, Changed, Commented, Complement, Expr, Fd, Flags, Interrupted, Named, Shift, Struct, Symbol,
+    TruncatedBytes, Value,
+)
+
+__all__ = [
+    "Call", "Changed", "Comment", "Commented", "Complement", "Event", "Exit", "Expr", "Fd", "Flags",
+    "Interrupted", "Named", "Shift", "Signal", "Struct", "Symbol", "Syscall", "Trace", "TraceError",
+    "TruncatedBytes", "Value", "parse", "parse_file",
+]

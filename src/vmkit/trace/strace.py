@@ -1,0 +1,409 @@
+"""Reading strace logs (strace 6.1) into events, for replaying real programs on the model.
+
+The line shapes (strace's ``printleader``, ``printtrailer``, ``print_exited`` and friends):
+
+- the leader: ``PID `` (``-f`` with ``-o``), ``[pid  N] `` (``-f`` to stderr once there are two
+  tracees) or nothing; then a ``-t`` (``HH:MM:SS``), ``-tt`` (``HH:MM:SS.micro``), ``-ttt``
+  (``epoch.micro``) or ``-r`` (relative seconds) timestamp when present;
+- ``NAME(ARGS) = RESULT`` with ``RESULT`` one of ``0x7ffff7fc1000``, ``3``, ``3</etc/passwd>`` (``-y``),
+  ``-1 ENOMEM (Cannot allocate memory)``, ``?``, ``? <unavailable>``,
+  ``? ERESTARTSYS (To be restarted if SA_RESTART is set)``, ``0x8000 (flags O_RDONLY)``; then
+  ``<0.000012>`` with ``-T``;
+- ``NAME(ARGS <unfinished ...>`` and, later, ``<... NAME resumed>REST``: one call, yielded when it
+  completes, its text joined;
+- ``--- SIGCHLD {siginfo} ---`` and ``--- stopped by SIGSTOP ---``: :class:`Signal`;
+- ``+++ exited with N +++``, ``+++ killed by SIGKILL (core dumped) +++``,
+  ``+++ superseded by execve in pid N +++``: :class:`Exit`;
+- ``strace: ...`` messages (not from the program): skipped, also when strace wrote one into the
+  middle of a line on stderr (the line then continues on the next one);
+- ``# ...``: our recorder's metadata, a :class:`Comment` event; blank lines are skipped.
+
+Anything else is a :class:`TraceError` naming the file, line and column.
+
+``pid`` is 0 on lines without a pid (a log of one process, or the lines strace wrote to stderr
+while there was one tracee); :attr:`Trace.has_pids` tells whether the log had a pid column.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Union
+
+from vmkit.trace.strace_values import ValueSyntaxError, Value, parse_args, parse_value, simple_value
+
+
+class TraceError(ValueError):
+    """Malformed input: ``str()`` is ``FILE:LINE[:COL]: what is wrong: <line>``."""
+
+    def __init__(self, path: str | None, lineno: int, line: str, what: str, column: int | None = None) -> None:
+        self.path = path
+        self.lineno = lineno
+        self.line = line
+        self.what = what
+        self.column = column
+        where = f"{path or '<input>'}:{lineno}" + (f":{column}" if column is not None else "")
+        super().__init__(f"{where}: {what}: {line}")
+
+
+@dataclass(frozen=True)
+class Syscall:
+    """One system call, complete (or never completed: ``unfinished``).
+
+    ``lineno`` is the line on which it completed, ``start_lineno`` the one on which it started;
+    ``text`` is the call as strace printed it without the leader, joined across an
+    unfinished/resumed pair. ``time`` is the timestamp of the start line, ``end_time`` that of the
+    completing line. ``result_note`` is strace's text after the result: ``</etc/passwd>`` (``-y``),
+    ``(No such file or directory)``, ``(flags O_RDONLY)``, ``<unavailable>``. A call whose process
+    exited (or whose log ended) before it completed has ``unfinished=True`` and ``result`` None.
+    """
+
+    pid: int
+    name: str
+    args: tuple[Value, ...]
+    result: int | None
+    errno: str | None
+    lineno: int
+    start_lineno: int
+    text: str
+    time: float | None
+    duration: float | None
+    result_note: str | None = None
+    unfinished: bool = False
+    end_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Signal:
+    """``--- SIGCHLD {si_signo=...} ---`` (``info`` is the parsed siginfo) or
+    ``--- stopped by SIGSTOP ---`` (``stopped``)."""
+
+    pid: int
+    lineno: int
+    name: str
+    text: str
+    info: Value = None
+    stopped: bool = False
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class Exit:
+    """``+++ exited with N +++`` (``status``), ``+++ killed by SIG +++`` (``signal``,
+    ``core_dumped``), or ``+++ superseded by execve in pid N +++`` (``superseded_by``: the thread
+    whose execve replaced this thread group leader; its call completes under this pid)."""
+
+    pid: int
+    lineno: int
+    status: int | None
+    signal: str | None
+    core_dumped: bool = False
+    superseded_by: int | None = None
+    text: str = ""
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A ``#`` line (our recorder's metadata); ``text`` is what follows the ``#`` and its spaces."""
+
+    lineno: int
+    text: str
+
+
+Event = Union[Syscall, Signal, Exit, Comment]
+
+_LEAD = r"(?:(\d+) +|\[pid +(\d+)\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
+_FAST = re.compile(
+    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()<>/=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
+    r"(?: (E[A-Z0-9_]+) (\([^()]*\)))?(?: <(\d+\.\d+)>)?$")
+_FRAME = re.compile(_LEAD)
+_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
+_RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>| \(.*\)| <unavailable>)?"
+                     r"(?: <(\d+\.\d+)>)?$")
+_RESUMED = re.compile(r"<\.\.\. ([A-Za-z_][A-Za-z0-9_]*|\?\?\?) resumed>")
+_EXIT = re.compile(r"\+\+\+ (?:exited with (\d+)|killed by (SIG\w+)( \(core dumped\))?"
+                   r"|superseded by execve in pid (\d+)) \+\+\+$")
+_SIGNAL = re.compile(r"--- (?:stopped by (SIG\w+)|(SIG\w+)(?: (.*))?) ---$")
+_MIDLINE_MESSAGE = re.compile(r"strace: Process \d+ (?:attached|detached|suspended)$")
+_UNFINISHED = " <unfinished ...>"
+_DETACHED = " <detached ...>"
+
+
+def _timestamp(text: str | None) -> float | None:
+    """Seconds: since midnight for ``-t``/``-tt``, since the epoch for ``-ttt``, since the previous
+    line for ``-r``."""
+    if text is None:
+        return None
+    if ":" in text:
+        h, m, s = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    return float(text)
+
+
+def _new(cls: type, fields: dict[str, Any]) -> Any:
+    """A frozen dataclass instance without its ``__init__`` (which sets every field through
+    ``object.__setattr__``, a third of the parse time); ``fields`` must name every field."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
+@dataclass
+class _Pending:
+    lineno: int
+    name: str
+    prefix: str
+    time: float | None
+    line: str
+
+
+class Trace:
+    """The events of one log, in order of completion; an iterator, read once.
+
+    ``has_pids`` is None until the first line with a leader has been read, then whether any line
+    so far had a pid.
+    """
+
+    def __init__(self, lines: Iterable[str], path: str | None = None) -> None:
+        self.path = path
+        self.has_pids: bool | None = None
+        self._events = self._parse(lines)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self._events
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def _error(self, lineno: int, line: str, what: str, column: int | None = None) -> TraceError:
+        return TraceError(self.path, lineno, line.rstrip("\r\n"), what, column)
+
+    def _parse(self, lines: Iterable[str]) -> Iterator[Event]:
+        pending: dict[int, _Pending] = {}
+        carry: str | None = None
+        fast = _FAST.match
+        simple = simple_value
+        lineno = 0
+        seen_pid = False
+        for lineno, line in enumerate(lines, 1):
+            if carry is not None:
+                line, carry = carry + line, None
+            m = fast(line)
+            if m is not None:
+                pid_s, pid2, ts, name, argtext, res, err, note, dur = m.groups()
+                if pid_s is None:
+                    pid_s = pid2
+                if pid_s is not None and not seen_pid:
+                    seen_pid = self.has_pids = True
+                elif self.has_pids is None:
+                    self.has_pids = False
+                if argtext:
+                    args_l = []
+                    for a in argtext.split(", "):
+                        v = simple(a)
+                        if v is None:
+                            break
+                        args_l.append(v)
+                    else:
+                        args = tuple(args_l)
+                        t = _timestamp(ts) if ts else None
+                        yield _new(Syscall, {
+                            "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
+                            "result": None if res == "?" else int(res, 0) if res[:2] == "0x" else int(res),
+                            "errno": err, "lineno": lineno, "start_lineno": lineno,
+                            "text": line[m.start(4):m.end()], "time": t,
+                            "duration": float(dur) if dur else None, "result_note": note,
+                            "unfinished": False, "end_time": t})
+                        continue
+                else:
+                    t = _timestamp(ts) if ts else None
+                    yield _new(Syscall, {
+                        "pid": int(pid_s) if pid_s else 0, "name": name, "args": (),
+                        "result": None if res == "?" else int(res, 0) if res[:2] == "0x" else int(res),
+                        "errno": err, "lineno": lineno, "start_lineno": lineno,
+                        "text": line[m.start(4):m.end()], "time": t,
+                        "duration": float(dur) if dur else None, "result_note": note,
+                        "unfinished": False, "end_time": t})
+                    continue
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line[0] == "#":
+                yield _new(Comment, {"lineno": lineno, "text": line[1:].strip()})
+                continue
+            if line.startswith("strace: "):
+                continue
+            i = line.find("strace: Process ")
+            if i > 0 and _MIDLINE_MESSAGE.match(line, i):
+                carry = line[:i]
+                continue
+            yield from self._slow(line, lineno, pending)
+            if self.has_pids is None or (not seen_pid and self.has_pids):
+                seen_pid = bool(self.has_pids)
+        if carry is not None:
+            yield from self._slow(carry, lineno, pending)
+        for pid in list(pending):
+            yield self._unfinished(pid, pending.pop(pid))
+
+    def _slow(self, line: str, lineno: int, pending: dict[int, _Pending]) -> Iterator[Event]:
+        fm = _FRAME.match(line)
+        assert fm is not None  # every part of the leader is optional
+        pid_s = fm.group(1) or fm.group(2)
+        pid = int(pid_s) if pid_s else 0
+        if pid_s:
+            self.has_pids = True
+        elif self.has_pids is None:
+            self.has_pids = False
+        t = _timestamp(fm.group(3))
+        at = fm.end()
+        body = line[at:]
+        if not body:
+            raise self._error(lineno, line, "a leader without a call, signal or exit", at + 1)
+        c = body[0]
+        if c == "<":
+            yield self._resumed(line, lineno, at, pid, t, pending)
+        elif c == "+":
+            yield from self._exit(line, lineno, at, pid, t, pending)
+        elif c == "-":
+            yield self._signal(line, lineno, at, pid, t)
+        else:
+            cm = _CALL.match(body)
+            if cm is None:
+                raise self._error(lineno, line, "not a system call, signal, exit or strace message", at + 1)
+            if body.endswith(_UNFINISHED) or body.endswith(_DETACHED):
+                unfinished = body.endswith(_UNFINISHED)
+                prefix = body[:-len(_UNFINISHED if unfinished else _DETACHED)]
+                if pid in pending:
+                    raise self._error(lineno, line, f"a second call started by pid {pid} while "
+                                      f"{pending[pid].name} from line {pending[pid].lineno} is unfinished")
+                p = _Pending(lineno, cm.group(1), prefix, t, line)
+                if unfinished:
+                    pending[pid] = p
+                else:
+                    yield self._unfinished(pid, p)
+            else:
+                yield self._complete(line, lineno, at, body, pid, t, t, lineno, line, 0)
+
+    def _complete(self, line: str, lineno: int, at: int, text: str, pid: int, t: float | None,
+                  end_t: float | None, start_lineno: int, start_line: str, split: int) -> Syscall:
+        """A whole call text (``split`` > 0: the joined text, whose part from ``split`` on is the
+        resumed line's, from offset ``at``)."""
+        cm = _CALL.match(text)
+        if cm is None:
+            raise self._error(lineno, line, "not a system call", at + 1)
+        try:
+            args, end = parse_args(text, cm.end())
+        except ValueSyntaxError as e:
+            raise self._value_error(e, lineno, line, at, start_lineno, start_line, split) from None
+        rm = _RESULT.match(text, end)
+        if rm is None:
+            col = at + end - split + 1 if end >= split else None
+            raise self._error(lineno, line, "expected ' = RESULT' after the arguments", col)
+        res, err, note, dur = rm.groups()
+        return _new(Syscall, {
+            "pid": pid, "name": cm.group(1), "args": args,
+            "result": None if res == "?" else int(res, 0) if res[:2] in ("0x", "-0") else int(res),
+            "errno": err, "lineno": lineno, "start_lineno": start_lineno, "text": text, "time": t,
+            "duration": float(dur) if dur else None, "result_note": note.strip() if note else None,
+            "unfinished": False, "end_time": end_t})
+
+    def _value_error(self, e: ValueSyntaxError, lineno: int, line: str, at: int, start_lineno: int,
+                     start_line: str, split: int) -> TraceError:
+        if e.column >= split:
+            return self._error(lineno, line, e.message, at + e.column - split + 1)
+        return self._error(start_lineno, start_line, e.message + f" (in the call resumed on line {lineno})",
+                           None)
+
+    def _resumed(self, line: str, lineno: int, at: int, pid: int, t: float | None,
+                 pending: dict[int, _Pending]) -> Syscall:
+        m = _RESUMED.match(line, at)
+        if m is None:
+            raise self._error(lineno, line, "expected '<... NAME resumed>'", at + 1)
+        name = m.group(1)
+        p = pending.pop(pid, None)
+        if p is None:
+            # strace writing to stderr prints pids only while there are two tracees or more, so a
+            # call may start without a pid and resume with one, or the other way round: take the
+            # one unfinished call of that name with a pid missing on either side.
+            candidates = [q for q in pending if (q == 0 or pid == 0) and pending[q].name == name]
+            if len(candidates) == 1:
+                p = pending.pop(candidates[0])
+                pid = pid or candidates[0]
+        if p is None:
+            raise self._error(lineno, line, f"{name} resumed by pid {pid}, which has no unfinished call")
+        if p.name != name:
+            raise self._error(lineno, line, f"{name} resumed, but the unfinished call of pid {pid} "
+                              f"(line {p.lineno}) is {p.name}")
+        rest = line[m.end():]
+        return self._complete(line, lineno, m.end(), p.prefix + rest, pid, p.time, t, p.lineno, p.line,
+                              len(p.prefix))
+
+    def _unfinished(self, pid: int, p: _Pending) -> Syscall:
+        """A call that never completed: the arguments strace printed before ``<unfinished ...>``."""
+        text = p.prefix.rstrip(" ,")
+        cm = _CALL.match(text)
+        assert cm is not None
+        if text.endswith("("):
+            args: tuple[Value, ...] = ()
+        else:
+            try:
+                args, end = parse_args(text + ")", cm.end())
+            except ValueSyntaxError as e:
+                raise self._error(p.lineno, p.line, e.message) from None
+        return _new(Syscall, {
+            "pid": pid, "name": p.name, "args": args, "result": None, "errno": None,
+            "lineno": p.lineno, "start_lineno": p.lineno, "text": p.prefix, "time": p.time,
+            "duration": None, "result_note": None, "unfinished": True, "end_time": None})
+
+    def _exit(self, line: str, lineno: int, at: int, pid: int, t: float | None,
+              pending: dict[int, _Pending]) -> Iterator[Event]:
+        """The exit; first the process's call that will never complete, if one is in flight."""
+        m = _EXIT.match(line, at)
+        if m is None:
+            raise self._error(lineno, line, "expected '+++ exited with N +++' or '+++ killed by SIG +++'", at + 1)
+        status, sig, core, by = m.groups()
+        if pid in pending:
+            yield self._unfinished(pid, pending.pop(pid))
+        if by is not None and int(by) in pending:
+            pending[pid] = pending.pop(int(by))  # the execve completes under the leader's pid
+        yield _new(Exit, {"pid": pid, "lineno": lineno, "status": int(status) if status else None,
+                         "signal": sig, "core_dumped": core is not None,
+                         "superseded_by": int(by) if by else None, "text": line[at:], "time": t})
+
+    def _signal(self, line: str, lineno: int, at: int, pid: int, t: float | None) -> Signal:
+        m = _SIGNAL.match(line, at)
+        if m is None:
+            raise self._error(lineno, line, "expected '--- SIGNAME {...} ---'", at + 1)
+        stopped, name, info_text = m.groups()
+        info = None
+        if info_text is not None:
+            start = m.start(3)
+            try:
+                info, end = parse_value(line, start)
+            except ValueSyntaxError as e:
+                raise self._error(lineno, line, e.message, e.column + 1) from None
+            if end != m.end(3):
+                raise self._error(lineno, line, "unexpected text after the signal's siginfo", end + 1)
+        return _new(Signal, {"pid": pid, "lineno": lineno, "name": stopped or name, "text": line[at:],
+                             "info": info, "stopped": stopped is not None, "time": t})
+
+
+def parse(text_or_lines: str | bytes | Iterable[str], path: str | None = None) -> Trace:
+    """The events of a log given as its text or as lines (with or without their newlines)."""
+    if isinstance(text_or_lines, bytes):
+        text_or_lines = text_or_lines.decode("utf-8", "surrogateescape")
+    if isinstance(text_or_lines, str):
+        text_or_lines = text_or_lines.splitlines()
+    return Trace(text_or_lines, path)
+
+
+def _lines(path: str) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+        yield from f
+
+
+def parse_file(path: str) -> Trace:
+    """The events of the log in file ``path``, read as it goes."""
+    return Trace(_lines(str(path)), str(path))

@@ -1,0 +1,498 @@
+"""The value grammar of strace's argument lists (strace 6.1 output, ``-v``, ``-y``/``-yy`` forms).
+
+strace prints each argument with its own printer (``src/print_fields.h``, ``printflags``,
+``printxval``, ``printstr``, ``printfd`` in strace's sources). This module reads that text back
+into Python values without interpreting names: a flag name stays a name, the replay turns names
+into numbers with :mod:`vmkit.flags`.
+
+The values:
+
+- decimal, hexadecimal and octal integers (``4096``, ``0x7ffff7fc0000``, ``0644``, ``-1``) -> ``int``;
+  ``NULL`` -> ``0``; ``8192*1024`` (strace's rlimit form) -> the product, an ``int``;
+- a quoted string -> ``bytes`` with C escapes decoded; a string strace cut (``"abc"...``) ->
+  :class:`TruncatedBytes` (a ``bytes`` whose ``truncated`` is True); ``@"name"`` (an abstract
+  socket name) -> the kernel's bytes, a NUL then the name;
+- a bare name (``AT_FDCWD``, ``MADV_DONTNEED``, ``SIGCHLD``) -> :class:`Symbol`; two or more parts
+  joined by ``|`` (``PROT_READ|PROT_WRITE``, ``MAP_PRIVATE|0x200000``, ``S_IFREG|0644``,
+  ``MAP_HUGETLB|21<<MAP_HUGE_SHIFT``) -> :class:`Flags` holding every part in order (names as
+  ``str``, numbers as ``int``, ``N<<NAME`` as :class:`Shift`); a number strace could not name
+  (``0x66 /* MADV_??? */``) -> :class:`Flags` with that number and ``comment="MADV_???"``;
+- ``[a, b]`` and strace's space-separated sets (``[INT TERM]``, ``[0 1]``) -> ``list``;
+  ``~[...]`` -> :class:`Complement`;
+- ``{k=v, ...}`` -> :class:`Struct` (a ``dict``; members without a key are stored under their
+  position, an ``int``; a trailing ``...`` sets ``elided``);
+- ``...`` (abbreviated lists and structs) -> ``Ellipsis``;
+- ``3</usr/lib/libc.so.6>`` (``-y``) -> :class:`Fd`; ``-yy`` device suffixes
+  (``1</dev/null<char 1:3>>``) land in ``Fd.dev``;
+- ``value /* text */`` -> :class:`Commented` (``0x7ffe... /* 20 vars */``, timestamps in ``-v`` stat
+  structs);
+- ``name=value`` outside a struct (``clone(child_stack=NULL, flags=...)``) -> :class:`Named`;
+- ``makedev(0x1, 0x3)``, ``htons(80)``, ``WIFEXITED(s)`` -> :class:`Call`;
+- ``a && b``, ``x == y``, ``A or B`` (ioctl names), ``&name`` -> :class:`Expr`;
+- ``before => after`` (values a call changed) -> :class:`Changed`;
+- ``<... resuming interrupted NAME ...>`` (restart_syscall's argument) -> :class:`Interrupted`.
+
+Anything else raises :class:`ValueSyntaxError` with the column of the offending text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+
+
+class ValueSyntaxError(ValueError):
+    """Text that is not strace's value grammar; ``column`` is the 0-based offset in the text."""
+
+    def __init__(self, message: str, column: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.column = column
+
+
+class TruncatedBytes(bytes):
+    """A string strace printed cut at its ``-s`` limit (``"abc"...``): the bytes it printed."""
+
+    truncated = True
+
+    def __repr__(self) -> str:
+        return f"TruncatedBytes({bytes(self)!r})"
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A bare name strace printed for a constant (``AT_FDCWD``, ``MADV_DONTNEED``, ``SIGCHLD``)."""
+
+    name: str
+
+    @property
+    def parts(self) -> tuple[str]:
+        """The parts, as :attr:`Flags.parts` has them: the one name."""
+        return (self.name,)
+
+
+@dataclass(frozen=True)
+class Shift:
+    """``21<<MAP_HUGE_SHIFT``: a number shifted left by a named amount (a part of :class:`Flags`)."""
+
+    value: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Flags:
+    """A flag expression: every ``|``-separated part in order, nothing converted.
+
+    ``comment`` holds strace's ``/* MADV_??? */`` note for a number it could not name.
+    """
+
+    parts: tuple[Union[str, int, Shift], ...]
+    comment: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The named parts (``MAP_PRIVATE`` in ``MAP_PRIVATE|0x200000``)."""
+        return tuple(p for p in self.parts if isinstance(p, str))
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        """The numeric parts (``0x200000`` in ``MAP_PRIVATE|0x200000``)."""
+        return tuple(p for p in self.parts if isinstance(p, int))
+
+    @property
+    def shifts(self) -> tuple[Shift, ...]:
+        """The ``N<<NAME`` parts."""
+        return tuple(p for p in self.parts if isinstance(p, Shift))
+
+
+@dataclass(frozen=True)
+class Complement:
+    """``~[RTMIN RT_1]``: every member of a set but these."""
+
+    items: tuple[Any, ...]
+
+
+class Struct(dict[Any, Any]):
+    """``{k=v, ...}``: the members by name (members without a name under their position)."""
+
+    elided: bool = False
+
+    def __repr__(self) -> str:
+        return f"Struct({dict.__repr__(self)}{', elided' if self.elided else ''})"
+
+
+@dataclass(frozen=True)
+class Fd:
+    """A descriptor with its ``-y`` annotation: ``3</usr/lib/libc.so.6>``, ``AT_FDCWD</tmp>``.
+
+    ``fd`` is the number, or the :class:`Symbol` ``AT_FDCWD``; ``dev`` is ``-yy``'s
+    ``char 1:3``/``block 8:1`` suffix.
+    """
+
+    fd: Union[int, Symbol]
+    path: str
+    dev: str | None = None
+
+
+@dataclass(frozen=True)
+class Commented:
+    """A value followed by strace's ``/* text */`` (``0x7ffe... /* 20 vars */``)."""
+
+    value: Any
+    comment: str
+
+
+@dataclass(frozen=True)
+class Named:
+    """``name=value`` in an argument list (``clone(child_stack=NULL, flags=...)``) or a list."""
+
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Call:
+    """A function-call form strace prints: ``makedev(0x1, 0x3)``, ``htons(80)``, ``WIFEXITED(s)``."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Expr:
+    """An operator strace prints between values: ``&&``, ``||``, ``==``, ``!=``, ``or``; ``&`` (unary,
+    ``left`` is None)."""
+
+    op: str
+    left: Any
+    right: Any
+
+
+@dataclass(frozen=True)
+class Changed:
+    """``before => after``: what the kernel wrote back over an in/out argument."""
+
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """``<... resuming interrupted NAME ...>``: restart_syscall resuming ``name``."""
+
+    name: str
+
+
+Value = Any
+"""One parsed argument: any of the forms listed in the module docstring."""
+
+
+_INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\?\?\?)?|\?\?\?")
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_SPACE = re.compile(r" *")
+_COMMENT = re.compile(r"/\* ?(.*?) ?\*/")
+_UNKNOWN_NAME = re.compile(r"[A-Z0-9_]+_\?\?\?")
+_INTERRUPTED = re.compile(r"<\.\.\. resuming interrupted ([\w?]+) \.\.\.>")
+_BINOPS = ("&&", "||", "==", "!=")
+
+
+def parse_int(text: str) -> int:
+    """An integer as strace prints it: decimal, ``0x`` hex, or C octal with a leading 0."""
+    if text[0] == "-":
+        return -parse_int(text[1:])
+    if len(text) > 1 and text[0] == "0" and text[1] != "x":
+        return int(text, 8)
+    return int(text, 0) if text[:2] == "0x" else int(text)
+
+
+def decode_string(body: str) -> bytes:
+    """The bytes of a quoted string's body: strace's escapes (``printstr``'s ``\\t \\n \\v \\f \\r \\\\
+    \\"``, octal ``\\NNN``, ``-x``'s ``\\xHH``) decoded; other characters are taken as UTF-8."""
+    raw = body.encode("utf-8", "surrogateescape")
+    if "\\" not in body:
+        return raw
+    return codecs.escape_decode(raw)[0]  # type: ignore[no-any-return]
+
+
+class _Parser:
+    """Recursive descent over one text; ``pos`` moves forward, errors carry the column."""
+
+    __slots__ = ("s", "pos", "n")
+
+    def __init__(self, s: str, pos: int = 0) -> None:
+        self.s = s
+        self.pos = pos
+        self.n = len(s)
+
+    def fail(self, what: str, pos: int | None = None) -> ValueSyntaxError:
+        p = self.pos if pos is None else pos
+        if p >= self.n:
+            return ValueSyntaxError(f"{what}: the text ends (line cut short?)", p)
+        return ValueSyntaxError(f"{what} at {self.s[p:p + 20]!r}", p)
+
+    def skip(self) -> None:
+        s, p = self.s, self.pos
+        while p < self.n and s[p] == " ":
+            p += 1
+        self.pos = p
+
+    def peek(self, text: str) -> bool:
+        return self.s.startswith(text, self.pos)
+
+    def items(self, close: str, what: str) -> list[Any]:
+        """Members up to ``close``, separated by ``, `` or by spaces (strace's sets)."""
+        out: list[Any] = []
+        self.skip()
+        if self.peek(close):
+            self.pos += 1
+            return out
+        while True:
+            out.append(self.value())
+            start = self.pos
+            self.skip()
+            if self.pos >= self.n:
+                raise self.fail(f"unclosed {what}")
+            c = self.s[self.pos]
+            if c == close:
+                self.pos += 1
+                return out
+            if c == ",":
+                self.pos += 1
+                self.skip()
+            elif self.pos == start:
+                raise self.fail(f"expected ',' or '{close}' in {what}")
+
+    def args(self) -> tuple[Any, ...]:
+        """An argument list after its ``(``, through the matching ``)``."""
+        return tuple(self.items(")", "argument list"))
+
+    def value(self) -> Any:
+        v = self.operand()
+        while True:
+            save = self.pos
+            self.skip()
+            if self.pos >= self.n:
+                self.pos = save
+                return v
+            s, p = self.s, self.pos
+            c = s[p]
+            if c == "|" and not s.startswith("||", p):
+                v = self.flags(v)
+            elif c == "/" and s.startswith("/*", p):
+                m = _COMMENT.match(s, p)
+                if m is None:
+                    raise self.fail("unclosed comment")
+                self.pos = m.end()
+                text = m.group(1)
+                if _UNKNOWN_NAME.fullmatch(text) and isinstance(v, (int, Flags)) and not isinstance(v, bool):
+                    v = Flags(v.parts if isinstance(v, Flags) else (v,), text)
+                else:
+                    v = Commented(v, text)
+            elif c == "=" and s.startswith("=>", p):
+                self.pos = p + 2
+                self.skip()
+                v = Changed(v, self.value())
+            elif c == "*" and isinstance(v, int):
+                self.pos = p + 1
+                right = self.operand()
+                if not isinstance(right, int):
+                    raise self.fail("expected a number after '*'", p + 1)
+                v = v * right
+            elif s.startswith(_BINOPS, p):
+                op = s[p:p + 2]
+                self.pos = p + 2
+                self.skip()
+                v = Expr(op, v, self.operand())
+            elif s.startswith("or ", p) and p > save:
+                self.pos = p + 3
+                self.skip()
+                v = Expr("or", v, self.operand())
+            else:
+                self.pos = save
+                return v
+
+    def flags(self, first: Any) -> Flags:
+        parts: list[str | int | Shift] = []
+        self.add_part(parts, first, self.pos)
+        while self.pos < self.n and self.s[self.pos] == "|" and not self.s.startswith("||", self.pos):
+            self.pos += 1
+            at = self.pos
+            self.add_part(parts, self.operand(), at)
+        return Flags(tuple(parts))
+
+    def add_part(self, parts: list[str | int | Shift], v: Any, at: int) -> None:
+        if isinstance(v, Symbol):
+            parts.append(v.name)
+        elif isinstance(v, (int, Shift)):
+            parts.append(v)
+        elif isinstance(v, Flags) and v.comment is None:
+            parts.extend(v.parts)
+        else:
+            raise self.fail("a flag part must be a name, a number or N<<NAME", at)
+
+    def operand(self) -> Any:
+        s, p = self.s, self.pos
+        if p >= self.n:
+            raise self.fail("expected a value")
+        c = s[p]
+        if c == '"':
+            return self.string()
+        if c == "-" or "0" <= c <= "9":
+            m = _INT.match(s, p)
+            if m is None:
+                raise self.fail("expected a number")
+            self.pos = m.end()
+            n = parse_int(m.group())
+            if self.pos < self.n:
+                nxt = s[self.pos]
+                if nxt == "<":
+                    if s.startswith("<<", self.pos):
+                        self.pos += 2
+                        m2 = _NAME.match(s, self.pos)
+                        if m2 is None:
+                            raise self.fail("expected a name after '<<'")
+                        self.pos = m2.end()
+                        return Shift(n, m2.group())
+                    return self.fd(n)
+            return n
+        if c == "[":
+            self.pos = p + 1
+            return self.items("]", "list")
+        if c == "{":
+            self.pos = p + 1
+            return self.struct()
+        if c == "." and s.startswith("...", p):
+            self.pos = p + 3
+            return ...
+        if c == "~" and s.startswith("~[", p):
+            self.pos = p + 2
+            return Complement(tuple(self.items("]", "set")))
+        if c == "@" and s.startswith('@"', p):
+            self.pos = p + 1
+            return b"\0" + self.string()
+        if c == "&" and not s.startswith("&&", p):
+            self.pos = p + 1
+            return Expr("&", None, self.operand())
+        if c == "<":
+            m = _INTERRUPTED.match(s, p)
+            if m is not None:
+                self.pos = m.end()
+                return Interrupted(m.group(1))
+        m = _NAME.match(s, p)
+        if m is None:
+            raise self.fail("unexpected text")
+        name = m.group()
+        p = self.pos = m.end()
+        if p < self.n:
+            nxt = s[p]
+            if nxt == "(":
+                self.pos = p + 1
+                return Call(name, self.args())
+            if nxt == "=" and not s.startswith("==", p) and not s.startswith("=>", p):
+                self.pos = p + 1
+                return Named(name, self.value())
+            if nxt == "<" and not s.startswith("<<", p):
+                return self.fd(Symbol(name))
+        if name == "NULL":
+            return 0
+        return Symbol(name)
+
+    def string(self) -> bytes:
+        m = _STRING.match(self.s, self.pos)
+        if m is None:
+            raise self.fail("unterminated string")
+        self.pos = m.end()
+        data = decode_string(m.group(1))
+        if self.s.startswith("...", self.pos):
+            self.pos += 3
+            return TruncatedBytes(data)
+        return data
+
+    def fd(self, fd: int | Symbol) -> Fd:
+        """``<path>`` after a descriptor; strace escapes ``<`` and ``>`` inside the path, and
+        ``-yy`` may append one nested ``<char M:N>``."""
+        s = self.s
+        start = self.pos + 1
+        i = start
+        while i < self.n and s[i] != "<" and s[i] != ">":
+            i += 1
+        if i >= self.n:
+            raise self.fail("unclosed '<' after a descriptor")
+        path = s[start:i]
+        dev = None
+        if s[i] == "<":
+            j = s.find(">", i)
+            if j < 0 or j + 1 >= self.n or s[j + 1] != ">":
+                raise self.fail("unclosed '<' after a descriptor")
+            dev = s[i + 1:j]
+            i = j + 1
+        self.pos = i + 1
+        if "\\" in path:
+            path = decode_string(path).decode("utf-8", "surrogateescape")
+        return Fd(fd, path, dev)
+
+    def struct(self) -> Struct:
+        out = Struct()
+        for i, item in enumerate(self.items("}", "struct")):
+            if isinstance(item, Named):
+                out[item.name] = item.value
+            elif item is ...:
+                out.elided = True
+            else:
+                out[i] = item
+        return out
+
+
+def parse_args(text: str, pos: int) -> tuple[tuple[Any, ...], int]:
+    """The arguments of a call whose ``(`` ends just before ``pos``: the values and the offset just
+    past the matching ``)``. Raises :class:`ValueSyntaxError`."""
+    p = _Parser(text, pos)
+    args = p.args()
+    return args, p.pos
+
+
+def parse_value(text: str, pos: int = 0) -> tuple[Any, int]:
+    """One value starting at ``pos``: the value and the offset just past it."""
+    p = _Parser(text, pos)
+    v = p.value()
+    return v, p.pos
+
+
+_SIMPLE_CACHE: dict[str, Any] = {}
+_SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SIMPLE_INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
+_SIMPLE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:0x[0-9a-fA-F]+|[0-9]+)(?:<<[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def simple_value(text: str) -> Any:
+    """The fast path for the common argument shapes (a number, ``NULL``, a name, a ``|`` chain);
+    None when ``text`` needs the full grammar. Results are cached: they are immutable."""
+    v = _SIMPLE_CACHE.get(text)
+    if v is not None:
+        return v
+    if _SIMPLE_INT.fullmatch(text):
+        v = parse_int(text)
+    elif _SIMPLE_NAME.fullmatch(text):
+        v = 0 if text == "NULL" else Symbol(text)
+    elif "|" in text or "<<" in text:
+        parts: list[str | int | Shift] = []
+        for part in text.split("|"):
+            if not _SIMPLE_PART.fullmatch(part):
+                return None
+            if part[0].isalpha() or part[0] == "_":
+                parts.append(part)
+            elif "<<" in part:
+                num, name = part.split("<<")
+                parts.append(Shift(parse_int(num), name))
+            else:
+                parts.append(parse_int(part))
+        v = parts[0] if len(parts) == 1 else Flags(tuple(parts))
+    else:
+        return None
+    if len(_SIMPLE_CACHE) > 200_000:
+        _SIMPLE_CACHE.clear()
+    _SIMPLE_CACHE[text] = v
+    return v
