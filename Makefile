@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/vmkit tour
+	$(BIN)/vmkit replay --shipped node
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,5 +1,5 @@
 """``python -m vmkit``: the command line."""
 
-from vmkit.cli import main
+from vmkit.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

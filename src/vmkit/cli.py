@@ -20,7 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay", help="replay the memory calls of an strace log in the model kernel and report "
         "where the model disagrees with what the kernel returned (exit status 1 if it does)"
     )
-    replay.add_argument("trace", metavar="TRACE", help="a trace from `vmkit record` or strace -f")
+    replay.add_argument("trace", metavar="TRACE", nargs="?",
+                        help="a trace from `vmkit record` or `strace -f` (-y and -v make it checkable in full)")
+    replay.add_argument("--shipped", metavar="NAME",
+                        help="replay a trace that ships with vmkit instead (cat, memcalls, node, perl, sqlite3)")
     replay.add_argument("--json", action="store_true",
                         help='print {"calls": N, "agree": M, "disagreements": [...], ...}')
     replay.add_argument("--all", action="store_true", help="list every disagreement")
@@ -39,8 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tour":
         return tour.run(out=sys.stdout)
     if args.command == "replay":
-        from vmkit.trace import cli_replay
+        from vmkit.trace import cli_replay, shipped_traces
 
+        if args.shipped:
+            found = {p.stem: str(p) for p in shipped_traces()}
+            if args.shipped not in found:
+                replay.error(f"no shipped trace {args.shipped!r}; there are: {', '.join(sorted(found))}")
+            args.trace = found[args.shipped]
+        elif not args.trace:
+            replay.error("give a TRACE file (or --shipped NAME)")
         return cli_replay.replay(args.trace, as_json=args.json, show_all=args.all,
                                  host_binaries=args.host_binaries)
     if args.command == "maps":
@@ -58,5 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def entry() -> int:
+    """The console script: ``main`` with a closed pipe (``vmkit replay T | head``) ending quietly."""
+    try:
+        return main()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -359,6 +359,17 @@ class FileSystem:
         self.entries[path] = inode
         return inode
 
+    def add_file(self, path: str, size: int = 0, mode: int = 0o644) -> Inode:
+        """A regular file of ``size`` zero bytes at ``path`` on the file system that path lies on
+        (tmpfs under ``/dev/shm``, ext4 elsewhere), its directories made as needed — the stand-in
+        for a file the model knows only by name and size (a traced program's file)."""
+        path = self._normal(path)
+        self._make_dirs(path)
+        inode = Inode(self._mount_for(path), next(self._ino), stat.S_IFREG | (mode & 0o7777),
+                      path=path, size=size)
+        self.entries[path] = inode
+        return inode
+
     def symlink(self, target: str, path: str) -> None:
         """A symbolic link at ``path`` to the absolute path ``target`` (followed by :meth:`resolve`)."""
         path = self._normal(path)

@@ -10,7 +10,7 @@ import struct
 from typing import Any
 
 from vmkit import flags as vmflags
-from vmkit.trace.strace_values import Commented, Fd, Flags, Named, Shift, Struct, Symbol
+from vmkit.trace.strace_values import Changed, Commented, Fd, Flags, Named, Shift, Struct, Symbol
 
 _CLONE = {
     "CLONE_VM": 0x100, "CLONE_FS": 0x200, "CLONE_FILES": 0x400, "CLONE_SIGHAND": 0x800,
@@ -146,6 +146,8 @@ def iovec(value: Any) -> list[tuple[int, int]] | None:
 def clone_flags(call: Any) -> int:
     """The CLONE_* flags of a clone (``flags=...`` argument) or clone3 (``{flags=...}``) call."""
     for arg in call.args:
+        if isinstance(arg, Changed):  # clone3({flags=...} => {parent_tid=[N]}, 88)
+            arg = arg.before
         if isinstance(arg, Named) and arg.name == "flags":
             return to_int(arg.value) & ~0xFF  # the low byte is the exit signal
         if isinstance(arg, Struct) and "flags" in arg:

@@ -93,6 +93,7 @@ class Report:
     processes: int = 0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    command: list[str] | None = None  # from the trace's ``# vmkit-command`` header
 
     @property
     def unverified_total(self) -> int:
@@ -106,7 +107,7 @@ class Report:
             "unverified_reasons": dict(self.unverified.most_common()),
             "per_syscall": {name: {"calls": c, "agree": a} for name, (c, a) in sorted(self.per_syscall.items())},
             "other_calls": self.other_calls, "processes": self.processes, "notes": self.notes,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "command": self.command,
         }
 
     def to_json(self) -> str:
@@ -200,6 +201,8 @@ class Replay:
         #: child tid -> (parent tid, clone flags), from a first pass over the trace.
         self.origins: dict[int, tuple[int, int]] = {}
         self.first_pid: int | None = None
+        #: The trace was made with ``strace -y`` (fds carry their paths).
+        self.fd_paths_shown = False
         self._images_loaded: set[str] = set()
         self._sizes: dict[str, int] = {}
 
@@ -218,6 +221,7 @@ class Replay:
             if progress is not None and index % 1024 == 0:
                 progress(index)
         self.report.seconds = time.perf_counter() - started
+        self.report.command = self.header.command
         return self.report
 
     def _prescan(self, events: list[Event]) -> None:
@@ -229,6 +233,8 @@ class Replay:
             elif isinstance(event, Syscall):
                 if self.first_pid is None:
                     self.first_pid = event.pid
+                if not self.fd_paths_shown and (event.result_note or "").startswith("<"):
+                    self.fd_paths_shown = True
                 if event.name in ("clone", "clone3", "fork", "vfork") and event.result and event.result > 0:
                     self.origins[event.result] = (event.pid, _clone_flags(event))
         self.header = Header()  # the replay pass reads the comments again, in order
@@ -481,6 +487,11 @@ class Replay:
             return fd
         info = tid.fds.get(fd)
         annotated = arguments.fd_path(value)
+        if annotated is None and self.fd_paths_shown:
+            # strace -y names the file of every open fd: a bare number is an fd that is not open.
+            tid.fds.pop(fd, None)
+            model.task.fds.pop(fd, None)
+            return fd
         if info is None or info.path is None and annotated:
             info = FdInfo(annotated, None) if info is None else info
             info.path = info.path or annotated

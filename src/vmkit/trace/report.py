@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import TextIO
 
 from vmkit.trace.replay import Report
@@ -15,6 +16,8 @@ def summary(report: Report, path: str, out: TextIO, *, show_all: bool = False) -
     print(f"{path}: {report.processes} process(es), {report.calls} memory calls compared, "
           f"{report.agree} agree ({share:.1f}%), {len(report.disagreements)} disagree, "
           f"{report.unverified_total} unverified", file=out)
+    if report.command:
+        print(f"  command: {shlex.join(report.command)}", file=out)
     if report.per_syscall:
         width = max(len(name) for name in report.per_syscall)
         print("  per call:", file=out)

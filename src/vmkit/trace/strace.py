@@ -120,7 +120,7 @@ _FAST = re.compile(
     r"(?: (E[A-Z0-9_]+) (\([^()]*\)))?(?: <(\d+\.\d+)>)?$")
 _FRAME = re.compile(_LEAD)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
-_RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>| \(.*\)| <unavailable>)?"
+_RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>(?:\(deleted\))?| \(.*\)| <unavailable>)?"
                      r"(?: <(\d+\.\d+)>)?$")
 _RESUMED = re.compile(r"<\.\.\. ([A-Za-z_][A-Za-z0-9_]*|\?\?\?) resumed>")
 _EXIT = re.compile(r"\+\+\+ (?:exited with (\d+)|killed by (SIG\w+)( \(core dumped\))?"

@@ -432,6 +432,9 @@ class _Parser:
         self.pos = i + 1
         if "\\" in path:
             path = decode_string(path).decode("utf-8", "surrogateescape")
+        if s.startswith("(deleted)", self.pos):  # an unlinked file (memfd:NAME, an unlinked path)
+            self.pos += len("(deleted)")
+            path += " (deleted)"
         return Fd(fd, path, dev)
 
     def struct(self) -> Struct:
