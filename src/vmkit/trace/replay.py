@@ -201,6 +201,8 @@ class Replay:
         #: child tid -> (parent tid, clone flags), from a first pass over the trace.
         self.origins: dict[int, tuple[int, int]] = {}
         self.first_pid: int | None = None
+        #: The line of the trace's first brk: a different break there means a randomized layout.
+        self._first_brk_line = -1
         #: The trace was made with ``strace -y`` (fds carry their paths).
         self.fd_paths_shown = False
         self._images_loaded: set[str] = set()
@@ -233,6 +235,8 @@ class Replay:
             elif isinstance(event, Syscall):
                 if self.first_pid is None:
                     self.first_pid = event.pid
+                if self._first_brk_line < 0 and event.name == "brk":
+                    self._first_brk_line = event.lineno
                 if not self.fd_paths_shown and (event.result_note or "").startswith("<"):
                     self.fd_paths_shown = True
                 if event.name in ("clone", "clone3", "fork", "vfork") and event.result and event.result > 0:
@@ -314,6 +318,11 @@ class Replay:
             model = self._process_to_exec_in(old)
             try:
                 model.execve(model_path, argv or [], envp)
+            except NotImplementedError as error:
+                self._unverified(call, f"not modelled: {error}")
+                new_space.why_unknown = f"its exec is not modelled ({error})"
+                if model is not old.model:
+                    model.terminate()
             except OSError as error:
                 self._compare(call, -1, _errno_name(error.errno or 0))
                 new_space.why_unknown = f"execve of {path} failed in the model"
@@ -436,6 +445,9 @@ class Replay:
             counts[1] += 1
             self.report.agree += 1
             return True
+        if call.name == "brk" and call.lineno == self._first_brk_line:
+            self._note("the kernel's first program break is not the exec layout's: was the trace recorded with ASLR on? "
+                       "(vmkit record turns it off, as setarch -R does; the model places as with ASLR off)")
         self.report.disagreements.append(Disagreement(
             call.lineno, call.pid, call.text, _show(kernel_value, kernel_err), _show(value, err)))
         return False
