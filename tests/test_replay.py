@@ -18,7 +18,8 @@ import pytest
 
 from vmkit.cli import main as cli
 from vmkit.trace import record, shipped_traces
-from vmkit.trace.replay import replay_file
+from vmkit.trace.replay import Replay, replay_file
+from vmkit.trace.strace import parse
 
 
 STRACE = shutil.which("strace")
@@ -185,3 +186,29 @@ def test_record_header_carries_images_and_limits(tmp_path: Path) -> None:
     paths = [image["path"] for image in images]
     assert any(path.endswith("/true") for path in paths)
     assert any("ld-linux" in path for path in paths)  # the ELF interpreter rides along
+
+
+def test_calls_in_flight_in_other_threads_may_have_taken_effect_first(tmp_path: Path) -> None:
+    """strace prints a call when it returns; a thread's munmap that was still in flight may have run
+    before another thread's mmap that returned first and got the freed range.  The replay tries that
+    order before calling it a disagreement."""
+    lines = shipped_traces()[0].read_text().splitlines()
+    prefix = lines[:next(i for i, line in enumerate(lines) if " brk(NULL)" in line) + 1]
+    pid = int(prefix[-1].split()[0])
+    probe = Replay(host_binaries=False)
+    probe.run(list(parse("\n".join(prefix) + "\n")))
+    model = probe.last_models()[pid]
+    x = model.mmap(None, 65536, 3, 0x22)
+    thread = pid + 1
+    racy = prefix + [
+        f"{pid} clone(child_stack=0x7ffff7000000, flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|"
+        f"CLONE_THREAD|CLONE_SYSVSEM) = {thread}",
+        f"{thread} mmap(NULL, 65536, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {x:#x}",
+        f"{thread} munmap({x:#x}, 65536 <unfinished ...>",
+        f"{pid} mmap(NULL, 65536, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {x:#x}",
+        f"{thread} <... munmap resumed>) = 0",
+        f"{pid} munmap({x:#x}, 65536) = 0",
+    ]
+    report = Replay(host_binaries=False).run(list(parse("\n".join(racy) + "\n")))
+    assert report.disagreements == []
+    assert report.per_syscall["munmap"] == [2, 2] and report.per_syscall["mmap"][0] == report.per_syscall["mmap"][1]

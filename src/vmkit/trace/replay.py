@@ -46,6 +46,8 @@ CLONE_FILES = 0x400
 CLONE_THREAD = 0x10000
 CLONE_VFORK = 0x4000
 O_CLOEXEC = os.O_CLOEXEC
+#: How many events after a disagreeing mmap are searched for calls that were in flight with it.
+CONCURRENCY_WINDOW = 64
 
 #: The calls whose results the replay compares (the memory-management calls, and execve).
 COMPARED = frozenset({
@@ -203,6 +205,10 @@ class Replay:
         self.first_pid: int | None = None
         #: The line of the trace's first brk: a different break there means a randomized layout.
         self._first_brk_line = -1
+        self._events: list[Event] = []
+        self._index = 0
+        #: Events already replayed ahead of their place (see :meth:`_reorder_concurrent`).
+        self._applied_early: set[int] = set()
         #: The trace was made with ``strace -y`` (fds carry their paths).
         self.fd_paths_shown = False
         self._images_loaded: set[str] = set()
@@ -213,7 +219,11 @@ class Replay:
     def run(self, events: list[Event], progress: Callable[[int], None] | None = None) -> Report:
         started = time.perf_counter()
         self._prescan(events)
+        self._events = events
         for index, event in enumerate(events):
+            if index in self._applied_early:
+                continue
+            self._index = index
             if isinstance(event, Syscall):
                 self._syscall(event)
             elif isinstance(event, Exit):
@@ -428,8 +438,36 @@ class Replay:
         if outcome is None:
             return
         value, err = outcome
+        if not _matches(call, value, err) and name == "mmap":
+            value, err = self._reorder_concurrent(tid, model, call, value, err)
         if not self._compare(call, value, err):
             self._resync(tid, model, call, value, err)
+
+    def _reorder_concurrent(self, tid: Tid, model: SimProcess, call: Syscall, value: int,
+                            err: str | None) -> tuple[int, str | None]:
+        """A placement that disagrees while other threads' calls on the same address space were in
+        flight (started before it returned, returned after it): strace's order of completion is not
+        necessarily the order the kernel took mmap_lock in.  Undo the mmap, run those calls first,
+        and place again; if the kernel's result is reachable that way, it was that order."""
+        flags = _int(call.args[3], call)
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+            return value, err
+        concurrent = []
+        for later in range(self._index + 1, min(len(self._events), self._index + CONCURRENCY_WINDOW)):
+            other = self._events[later]
+            if (isinstance(other, Syscall) and other.start_lineno < call.lineno
+                    and later not in self._applied_early and other.name in _CALLS
+                    and other.pid in self.tids and self.tids[other.pid].space is tid.space):
+                concurrent.append(later)
+        if not concurrent:
+            return value, err
+        if err is None:
+            model.munmap(value, _int(call.args[1], call))
+        for later in concurrent:
+            self._applied_early.add(later)
+            self._syscall(self._events[later])
+        outcome = _mmap(self, tid, model, call)
+        return outcome if outcome is not None else (value, err)
 
     def _compare(self, call: Syscall, value: int, err: str | None) -> bool:
         counts = self.report.per_syscall.setdefault(call.name, [0, 0])
@@ -437,11 +475,7 @@ class Replay:
         self.report.calls += 1
         kernel_err = call.errno
         kernel_value = call.result if kernel_err is None else -1
-        if err is None and kernel_err is None:
-            same = value == kernel_value
-        else:
-            same = err == kernel_err
-        if same:
+        if _matches(call, value, err):
             counts[1] += 1
             self.report.agree += 1
             return True
@@ -554,6 +588,13 @@ class Replay:
 
 class _Unverifiable(Exception):
     """Raised by a call handler: the trace does not say enough to check this call."""
+
+
+def _matches(call: Syscall, value: int, err: str | None) -> bool:
+    """The model's outcome is the kernel's: the same errno, or the same value when both succeed."""
+    if err is None and call.errno is None:
+        return value == call.result
+    return err == call.errno
 
 
 def _show(value: int | None, err: str | None) -> str:
