@@ -148,6 +148,46 @@ def test_empty_argv() -> None:
     compare("/usr/bin/cat", [], [])
 
 
+AT_RANDOM = 25
+
+
+@pytest.mark.parametrize("path", ["/usr/bin/ls", "/usr/bin/python3", "static", "static-pie"])
+def test_initial_stack_frame(built: dict[str, str], path: str) -> None:
+    """create_elf_tables: the same stack pointer and the same bytes from it to the stack's end
+    (argc, argv, envp, auxv, platform string, strings), but for the 16 AT_RANDOM bytes."""
+    path = built.get(path, path)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is not installed")
+    argv, envp = ["prog", "-x", "a b"], ["HOME=/root", "EMPTY=", "Z=" + "z" * 5000]
+    real = native.entry_state(path, argv, envp)
+    kernel = sim.Kernel(host_files=True, check_invariants=True, stack_rlimit=_our_stack_limit())
+    p = kernel.exec(path, argv, envp)
+    start = p.task.mm.start_stack
+    assert start == real.start_stack
+    model = bytearray(p.read(start, len(real.stack)))
+    expected = bytearray(real.stack)
+    rnd = dict(real.auxv)[AT_RANDOM] - start
+    model[rnd:rnd + 16] = expected[rnd:rnd + 16] = bytes(16)
+    assert model == expected
+
+
+@pytest.mark.parametrize("path", ["/usr/bin/ls", "no-pie", "static"])
+def test_resident_pages_and_status_at_entry(built: dict[str, str], path: str) -> None:
+    """Only the pages the kernel wrote are present at entry: the stack frame's and padzero's
+    private copy of the last data page.  VmExe/VmLib split the executable mappings as task_mem."""
+    path = built.get(path, path)
+    real = native.entry_state(path, ["x"], ["A=1"])
+    p = sim.Kernel(host_files=True, stack_rlimit=_our_stack_limit()).exec(path, ["x"], ["A=1"])
+
+    def rss(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(("Rss:", "Anonymous:", "Private_Dirty:"))]
+
+    assert rss(p.smaps()) == rss(real.smaps)
+    status = p.status()
+    for key in ("VmSize", "VmRSS", "RssAnon", "RssFile", "VmData", "VmStk", "VmExe", "VmLib"):
+        assert status[key] == real.status[key], key
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import BusError, ProcessGone, SegmentationFault, os_error
@@ -291,7 +292,8 @@ def build_stack(task: Task, mm: MemoryManager, filename: bytes, argv: list[bytes
     p = STACK_TOP - 8
     limit = bprm_stack_limits(task.rlimit_cur("RLIMIT_STACK"), len(argv), len(envp))
     argmin = p - limit
-    strings = [filename, *envp, *argv] + ([b""] if not argv else [])
+    # each copy_strings walks its array from the last string down: argv[0] ends up lowest
+    strings = [filename, *reversed(envp), *reversed(argv)] + ([b""] if not argv else [])
     for s in strings:
         data = s + b"\0"
         if len(data) > MAX_ARG_STRLEN:
@@ -455,9 +457,10 @@ def load_elf_interp(task: Task, interp: ElfImage, no_base: int) -> int:
     return load_addr
 
 
-def map_vdso(task: Task) -> None:
+def map_vdso(task: Task) -> int:
     """``map_vdso`` (arch/x86/entry/vdso/vma.c): one top-down ``get_unmapped_area`` for the data
-    pages and the image together; ``[vvar]``, ``[vvar_vclock]`` then ``[vdso]`` from its start."""
+    pages and the image together; ``[vvar]``, ``[vvar_vclock]`` then ``[vdso]`` from its start.
+    Returns the address of ``[vdso]`` (AT_SYSINFO_EHDR)."""
     mm = task.mm
     total = sum(size for _, size in VDSO_LAYOUT)
     addr = mm.get_unmapped_area(None, 0, total, 0, 0)
@@ -466,6 +469,108 @@ def map_vdso(task: Task) -> None:
         mm.insert_vma(vma)
         mm.account_vma(vma, +1)
         addr += size
+    return addr - VDSO_LAYOUT[-1][1]
+
+
+# --- the initial stack frame (create_elf_tables) ---------------------------------------------------
+
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
+AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_RSEQ_FEATURE_SIZE, AT_RSEQ_ALIGN = 23, 25, 26, 27, 28
+AT_EXECFN, AT_SYSINFO_EHDR, AT_MINSIGSTKSZ = 31, 33, 51
+#: The machine's constants in the auxiliary vector when /proc/self/auxv cannot be read (ours).
+_MACHINE_AUXV = {AT_MINSIGSTKSZ: 0x6F0, AT_HWCAP: 0x178BFBFF, AT_PAGESZ: PAGE_SIZE, AT_CLKTCK: 100,
+                 AT_HWCAP2: 2, AT_RSEQ_FEATURE_SIZE: 28, AT_RSEQ_ALIGN: 32}
+ELF_PLATFORM = b"x86_64"
+
+
+def machine_auxv() -> dict[int, int]:
+    """The CPU- and kernel-given auxv entries (HWCAP, HWCAP2, MINSIGSTKSZ, PAGESZ, CLKTCK, RSEQ), as
+    this same kernel gave them to our own process."""
+    values = dict(_MACHINE_AUXV)
+    try:
+        raw = Path("/proc/self/auxv").read_bytes()
+    except OSError:
+        return values
+    for i in range(0, len(raw) - 15, 16):
+        key, value = int.from_bytes(raw[i:i + 8], "little"), int.from_bytes(raw[i + 8:i + 16], "little")
+        if key in values:
+            values[key] = value
+    return values
+
+
+@dataclass
+class EntryInfo:
+    """What ``create_elf_tables`` puts in the auxiliary vector about the new image."""
+
+    phdr_addr: int
+    phnum: int
+    interp_load_addr: int
+    e_entry: int
+    vdso: int
+    execfn: int
+
+
+def create_elf_tables(task: Task, p: int, argv_count: int, envp_count: int, info: EntryInfo) -> int:
+    """``create_elf_tables`` (ASLR off: ``arch_align_stack`` only rounds down to 16): the platform
+    string and 16 random bytes below the strings, then argc, the argv and envp pointers and the
+    auxiliary vector, 16-byte aligned.  Returns the initial stack pointer (``mm->start_stack``)."""
+    mm = task.mm
+    arg_start = p
+    p &= ~0xF
+    p -= len(ELF_PLATFORM) + 1
+    u_platform = p
+    _write_user(mm, u_platform, ELF_PLATFORM + b"\0")
+    p -= 16
+    u_rand_bytes = p
+    _write_user(mm, u_rand_bytes, task.kernel.random.randbytes(16))
+    machine = machine_auxv()
+    cred = task.cred
+    auxv = [
+        (AT_SYSINFO_EHDR, info.vdso), (AT_MINSIGSTKSZ, machine[AT_MINSIGSTKSZ]),
+        (AT_HWCAP, machine[AT_HWCAP]), (AT_PAGESZ, machine[AT_PAGESZ]), (AT_CLKTCK, machine[AT_CLKTCK]),
+        (AT_PHDR, info.phdr_addr), (AT_PHENT, 56), (AT_PHNUM, info.phnum),
+        (AT_BASE, info.interp_load_addr), (AT_FLAGS, 0), (AT_ENTRY, info.e_entry),
+        (AT_UID, cred.ruid), (AT_EUID, cred.euid), (AT_GID, cred.rgid), (AT_EGID, cred.egid),
+        (AT_SECURE, 0), (AT_RANDOM, u_rand_bytes), (AT_HWCAP2, machine[AT_HWCAP2]),
+        (AT_EXECFN, info.execfn), (AT_PLATFORM, u_platform),
+        (AT_RSEQ_FEATURE_SIZE, machine[AT_RSEQ_FEATURE_SIZE]), (AT_RSEQ_ALIGN, machine[AT_RSEQ_ALIGN]),
+        (AT_NULL, 0),
+    ]
+    sp = p - 16 * len(auxv)
+    items = (argv_count + 1) + (envp_count + 1) + 1
+    start = (sp - 8 * items) & ~0xF
+    words = [argv_count]
+    # the pointers walk the strings from arg_start: argv[0] is lowest, the environment follows
+    pos = arg_start
+    for count in (argv_count, envp_count):
+        for _ in range(count):
+            words.append(pos)
+            pos += _strlen_user(mm, pos) + 1
+        words.append(0)
+    for key, value in auxv:
+        words += [key, value & _MASK64]
+    _write_user(mm, start, b"".join(w.to_bytes(8, "little") for w in words))
+    return start
+
+
+def _strlen_user(mm: MemoryManager, addr: int) -> int:
+    out = bytearray()
+    view = pool().view
+
+    def visit(frame: int, offset: int, done: int, take: int) -> None:
+        base = frame * PAGE_SIZE + offset
+        out.extend(view[base:base + take])
+
+    n = 0
+    while True:
+        chunk = PAGE_SIZE - _page_offset(addr + n)
+        out.clear()
+        mm.access(addr + n, chunk, False, visit)
+        end = out.find(b"\0")
+        if end >= 0:
+            return n + end
+        n += chunk
 
 
 # --- execve ---------------------------------------------------------------------------------------
@@ -545,14 +650,15 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
         del task.fds[fd]
     task.dumpable = True
     try:
-        _load(task, image, interp, stack, p, executable_stack)
+        _load(task, image, interp, stack, p, executable_stack, os.fsencode(path),
+              max(len(bargv), 1), len(benvp))
     except OSError:
         kernel.exit_task(task, 11)
         raise ProcessGone(f"process {task.pid} was killed by SIGSEGV: exec failed after the point of no return") from None
 
 
 def _load(task: Task, image: ElfImage, interp: ElfImage | None, stack: Vma, p: int,
-          executable_stack: int) -> None:
+          executable_stack: int, filename: bytes, argc: int, envc: int) -> None:
     """``load_elf_binary`` from ``setup_new_exec`` on."""
     kernel = task.kernel
     mm = task.mm
@@ -560,6 +666,8 @@ def _load(task: Task, image: ElfImage, interp: ElfImage | None, stack: Vma, p: i
     setup_arg_pages(task, mm, stack, executable_stack)
     elf_brk = 0
     load_bias = 0
+    phdr_addr = 0
+    start_code, end_code = _MASK64, 0
     first = True
     for ph in image.loads:
         prot = make_prot(ph.p_flags)
@@ -594,17 +702,29 @@ def _load(task: Task, image: ElfImage, interp: ElfImage | None, stack: Vma, p: i
             first = False
             if image.e_type == "ET_DYN":
                 load_bias = (load_bias + error - _page_start((load_bias + vaddr) & _MASK64)) & _MASK64
+        if ph.p_offset <= image.e_phoff < ph.p_offset + ph.p_filesz:
+            phdr_addr = image.e_phoff - ph.p_offset + ph.p_vaddr
+        if ph.p_flags & PF_X:
+            start_code = min(start_code, ph.p_vaddr)
+            end_code = max(end_code, ph.p_vaddr + ph.p_filesz)
         _check_segment(ph, ph.p_vaddr)
         elf_brk = max(elf_brk, ph.p_vaddr + ph.p_memsz)
     elf_brk = (elf_brk + load_bias) & _MASK64
+    interp_load_addr = 0
     if interp is not None:
-        load_elf_interp(task, interp, load_bias)
-    map_vdso(task)
+        interp_load_addr = load_elf_interp(task, interp, load_bias)
+    vdso = map_vdso(task)
+    info = EntryInfo(phdr_addr=(phdr_addr + load_bias) & _MASK64, phnum=len(image.phdrs),
+                     interp_load_addr=interp_load_addr, e_entry=(image.e_entry + load_bias) & _MASK64,
+                     vdso=vdso, execfn=STACK_TOP - 8 - len(filename) - 1)
+    start_stack = create_elf_tables(task, p, argc, envc, info)
     # no CONFIG_COMPAT_BRK: a static PIE's break starts at ELF_ET_DYN_BASE even without ASLR
     if image.e_type == "ET_DYN" and interp is None:
         elf_brk = ELF_ET_DYN_BASE
     mm.start_brk = mm.brk = _page_align(elf_brk)
-    mm.start_stack = p
+    mm.start_stack = start_stack
+    mm.start_code = (start_code + load_bias) & _MASK64
+    mm.end_code = (end_code + load_bias) & _MASK64
 
 
 __all__ = ["ELF_ET_DYN_BASE", "STACK_TOP", "do_execve", "headers_extent", "open_exec"]
