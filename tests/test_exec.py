@@ -244,12 +244,60 @@ def test_enoexec_for_a_wrong_machine(scratch: Path) -> None:
     assert _both_fail(str(target)) == errno.ENOEXEC
 
 
-def test_script_is_not_modelled(scratch: Path) -> None:
+SCRIPTS = {
+    "plain": "#!/bin/sh\necho hi\n",
+    "argument": "#! /bin/sh   -e  -x \nexit 0\n",
+    "tabs, env": "#!\t/usr/bin/env \t python3\n",
+    "no newline": "#!/bin/sh",
+}
+
+
+@pytest.mark.parametrize("text", SCRIPTS.values(), ids=SCRIPTS.keys())
+def test_script(scratch: Path, text: str) -> None:
+    """binfmt_script: argv[0] is replaced by the interpreter, its argument and the script path,
+    then the interpreter is loaded: same maps, same stack frame."""
     target = scratch / "script"
-    target.write_text("#!/bin/sh\nexit 0\n")
+    target.write_text(text)
     target.chmod(0o755)
-    with pytest.raises(NotImplementedError, match="binfmt_script"):
-        sim.Kernel(host_files=True).exec(str(target), ["script"], [])
+    argv, envp = ["name", "arg1"], ["A=1"]
+    real = native.entry_state(str(target), argv, envp)
+    kernel = sim.Kernel(host_files=True, check_invariants=True, stack_rlimit=_our_stack_limit())
+    p = kernel.exec(str(target), argv, envp)
+    assert p.maps() == real.maps
+    start = p.task.mm.start_stack
+    assert start == real.start_stack
+    model, expected = bytearray(p.read(start, len(real.stack))), bytearray(real.stack)
+    rnd = dict(real.auxv)[AT_RANDOM] - start
+    model[rnd:rnd + 16] = expected[rnd:rnd + 16] = bytes(16)
+    assert model == expected
+
+
+def test_script_with_a_missing_interpreter(scratch: Path) -> None:
+    target = scratch / "script"
+    target.write_text(f"#!{scratch}/missing\n")
+    target.chmod(0o755)
+    assert _both_fail(str(target)) == errno.ENOENT
+
+
+def test_script_without_an_interpreter_name(scratch: Path) -> None:
+    """"#!" alone names "", which a kernel path walk resolves to the cwd: a directory, EACCES."""
+    target = scratch / "script"
+    target.write_text("#!")
+    target.chmod(0o755)
+    assert _both_fail(str(target)) == errno.EACCES
+
+
+@pytest.mark.parametrize("levels, result", [(5, 0), (6, errno.ELOOP)])
+def test_script_nesting_depth(scratch: Path, levels: int, result: int) -> None:
+    """exec_binprm allows five script rewrites before a binary; a sixth is ELOOP."""
+    shutil.copy("/usr/bin/true", scratch / f"s{levels}")
+    for i in range(levels):
+        (scratch / f"s{i}").write_text(f"#!{scratch}/s{i + 1}\n")
+        (scratch / f"s{i}").chmod(0o755)
+    if result:
+        assert _both_fail(str(scratch / "s0")) == result
+    else:
+        compare(str(scratch / "s0"), ["s0"], [])
 
 
 # --- the file system ------------------------------------------------------------------------------

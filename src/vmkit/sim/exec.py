@@ -281,11 +281,11 @@ def bprm_stack_limits(rlim_stack: int, argc: int, envc: int) -> int:
 
 
 def build_stack(task: Task, mm: MemoryManager, filename: bytes, argv: list[bytes],
-                envp: list[bytes]) -> tuple[Vma, int]:
+                envp: list[bytes]) -> tuple[Vma, int, int]:
     """``create_init_stack_vma`` + ``copy_strings``: a one-page stack VMA ending at STACK_TOP, then
     the filename, the environment and the arguments copied downward from STACK_TOP - 8, the VMA
-    growing over every page they touch (``get_arg_page``: E2BIG when it cannot).  Returns the VMA
-    and ``bprm->p``."""
+    growing over every page they touch (``get_arg_page``: E2BIG when it cannot).  Returns the VMA,
+    ``bprm->p`` and ``bprm->argmin``."""
     vma = Vma(STACK_TOP - PAGE_SIZE, STACK_TOP, (STACK_TOP - PAGE_SIZE) >> 12, VM_STACK_FLAGS)
     mm.insert_vma(vma)
     mm.account_vma(vma, +1)
@@ -295,17 +295,24 @@ def build_stack(task: Task, mm: MemoryManager, filename: bytes, argv: list[bytes
     # each copy_strings walks its array from the last string down: argv[0] ends up lowest
     strings = [filename, *reversed(envp), *reversed(argv)] + ([b""] if not argv else [])
     for s in strings:
-        data = s + b"\0"
-        if len(data) > MAX_ARG_STRLEN:
-            raise os_error(errno.E2BIG)
-        p -= len(data)
-        if p < argmin:
-            raise os_error(errno.E2BIG)
-        try:
-            _write_user(mm, p, data)
-        except (SegmentationFault, BusError):
-            raise os_error(errno.E2BIG) from None
-    return vma, p
+        p = copy_string(mm, p, argmin, s)
+    return vma, p, argmin
+
+
+def copy_string(mm: MemoryManager, p: int, argmin: int, s: bytes) -> int:
+    """``copy_string_kernel``/``copy_strings`` of one string: it ends at ``p``; E2BIG when longer
+    than MAX_ARG_STRLEN, below ``argmin`` or where the stack cannot grow.  Returns the new p."""
+    data = s + b"\0"
+    if len(data) > MAX_ARG_STRLEN:
+        raise os_error(errno.E2BIG)
+    p -= len(data)
+    if p < argmin:
+        raise os_error(errno.E2BIG)
+    try:
+        _write_user(mm, p, data)
+    except (SegmentationFault, BusError):
+        raise os_error(errno.E2BIG) from None
+    return p
 
 
 def setup_arg_pages(task: Task, mm: MemoryManager, vma: Vma, executable_stack: int) -> None:
@@ -576,8 +583,8 @@ def _strlen_user(mm: MemoryManager, addr: int) -> int:
 # --- execve ---------------------------------------------------------------------------------------
 
 
-def _open_image(task: Task, path: str, error: int) -> ElfImage:
-    file = open_exec(task, path)
+def _open_image(task: Task, target: str | OpenFile, error: int) -> ElfImage:
+    file = open_exec(task, target) if isinstance(target, str) else target
     ehdr = read_ehdr(file.inode, error)
     if ehdr["e_type"] not in ("ET_EXEC", "ET_DYN"):
         raise os_error(error)
@@ -602,9 +609,42 @@ def _interpreter_path(image: ElfImage) -> str | None:
     return None
 
 
-def _script_check(inode: Inode) -> None:
-    if inode.read(2, 0) == b"#!":
-        raise NotImplementedError("exec of #! scripts (binfmt_script) is not modelled")
+def _spacetab(c: int) -> bool:
+    return c in (0x20, 0x09)
+
+
+def parse_script(buf: bytes) -> tuple[bytes, bytes | None] | None:
+    """``load_script``'s parse of the ``#!`` line in the first BINPRM_BUF_SIZE bytes (NUL-padded):
+    (interpreter, optional argument), None if this is no script, ENOEXEC if the line is unusable
+    (only spaces, no name, or a name that may be truncated)."""
+    if buf[:2] != b"#!":
+        return None
+    buf_end = len(buf) - 1
+    i_end = buf.find(b"\n")
+    if i_end < 0:
+        i_end = next((i for i in range(2, buf_end) if not _spacetab(buf[i])), None)
+        if i_end is None:
+            raise os_error(errno.ENOEXEC)
+        if not any(buf[i] in (0x20, 0x09, 0) for i in range(i_end, buf_end)):
+            raise os_error(errno.ENOEXEC)
+        i_end = buf_end
+    while _spacetab(buf[i_end - 1]):
+        i_end -= 1
+    i_name = next((i for i in range(2, i_end) if not _spacetab(buf[i])), None)
+    if i_name is None or i_name == i_end:
+        raise os_error(errno.ENOEXEC)
+    i_sep = next((i for i in range(i_name, i_end) if buf[i] in (0x20, 0x09, 0)), None)
+    i_arg = None
+    if i_sep is not None and buf[i_sep] != 0:
+        i_arg = next((i for i in range(i_sep, i_end) if not _spacetab(buf[i])), None)
+    name = buf[i_name:i_sep if i_sep is not None else i_end]
+    arg = buf[i_arg:i_end].split(b"\0")[0] if i_arg is not None else None
+    return name, arg
+
+
+def remove_arg_zero(mm: MemoryManager, p: int) -> int:
+    """``remove_arg_zero``: ``bprm->p`` moves past argv[0]'s string (the stack keeps its pages)."""
+    return p + _strlen_user(mm, p) + 1
 
 
 def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
@@ -629,11 +669,29 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
     saved = task.mm
     task.mm = mm  # get_arg_page grows the new stack under the caller's limits
     try:
-        stack, p = build_stack(task, mm, os.fsencode(path), bargv, benvp)
+        stack, p, argmin = build_stack(task, mm, os.fsencode(path), bargv, benvp)
     finally:
         task.mm = saved
-    _script_check(image_file.inode)
-    image = _open_image(task, spath, errno.ENOEXEC)
+    argc = max(len(bargv), 1)
+    # exec_binprm: binfmt_script rewrites argv and restarts with the interpreter, 4 levels deep
+    interp_name = os.fsencode(path)
+    for _ in range(6):
+        script = parse_script(image_file.inode.read(BINPRM_BUF_SIZE, 0).ljust(BINPRM_BUF_SIZE, b"\0"))
+        if script is None:
+            break
+        i_name, i_arg = script
+        p = remove_arg_zero(mm, p)
+        for s in (interp_name, i_arg, i_name):
+            if s is not None:
+                p = copy_string(mm, p, argmin, s)
+        argc += 1 + (i_arg is not None)
+        interp_name = i_name
+        if not i_name:  # open_exec(""): a kernel path walk of "" ends at the cwd, a directory
+            raise os_error(errno.EACCES)
+        image_file = open_exec(task, os.fsdecode(i_name))
+    else:
+        raise os_error(errno.ELOOP)
+    image = _open_image(task, image_file, errno.ENOEXEC)
     interp_path = _interpreter_path(image)
     executable_stack = EXSTACK_DEFAULT
     for ph in image.phdrs:
@@ -650,8 +708,7 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
         del task.fds[fd]
     task.dumpable = True
     try:
-        _load(task, image, interp, stack, p, executable_stack, os.fsencode(path),
-              max(len(bargv), 1), len(benvp))
+        _load(task, image, interp, stack, p, executable_stack, os.fsencode(path), argc, len(benvp))
     except OSError:
         kernel.exit_task(task, 11)
         raise ProcessGone(f"process {task.pid} was killed by SIGSEGV: exec failed after the point of no return") from None
