@@ -40,6 +40,12 @@ int main(void) {
 }
 """
 
+BIG_PROGRAM = r"""
+char data[3 << 20] = {1};   /* a 3 MiB data segment: the image span is THP-aligned */
+static char bss[5 << 20];
+int main(void) { return data[0] + bss[7]; }
+"""
+
 
 def _java() -> str | None:
     found = shutil.which("java")
@@ -72,14 +78,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
     directory = tmp_path_factory.mktemp("exec")
-    source = directory / "m.c"
+    source, big = directory / "m.c", directory / "big.c"
     source.write_text(PROGRAM)
+    big.write_text(BIG_PROGRAM)
+    align_2m = "-Wl,-z,max-page-size=0x200000"
     variants = {"static": ["-static"], "static-pie": ["-static-pie"], "no-pie": ["-no-pie"],
-                "pie": ["-pie", "-fPIE"], "execstack": ["-z", "execstack"]}
+                "pie": ["-pie", "-fPIE"], "execstack": ["-z", "execstack"],
+                "pie-2m-aligned": [align_2m], "static-pie-2m-aligned": ["-static-pie", align_2m],
+                "big-static-pie": ["-static-pie", str(big)], "big-pie": [str(big)]}
     out = {}
     for name, flags in variants.items():
         target = directory / name
-        result = subprocess.run(["gcc", "-O2", *flags, "-o", str(target), str(source)],
+        sources = [] if str(big) in flags else [str(source)]
+        result = subprocess.run(["gcc", "-O2", *flags, "-o", str(target), *sources],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             pytest.skip(f"gcc {' '.join(flags)} failed: {result.stderr.strip()[:200]}")
@@ -99,7 +110,9 @@ def test_host_binary_layout(path: str) -> None:
     compare(path, [os.path.basename(path), "--version"], ["HOME=/root", "LANG=C.UTF-8"])
 
 
-@pytest.mark.parametrize("variant", ["static", "static-pie", "no-pie", "pie", "execstack"])
+@pytest.mark.parametrize("variant", ["static", "static-pie", "no-pie", "pie", "execstack",
+                                     "pie-2m-aligned", "static-pie-2m-aligned", "big-static-pie",
+                                     "big-pie"])
 def test_built_binary_layout(built: dict[str, str], variant: str) -> None:
     compare(built[variant], [variant], ["A=1"])
 
