@@ -130,7 +130,8 @@ def entry_state(path: str | bytes, argv: Sequence[str | bytes], envp: Sequence[s
         with open(f"/proc/{pid}/smaps") as f:
             smaps = f.read()
         with open(f"/proc/{pid}/status") as f:
-            status = {k: v.strip() for k, _, v in (line.partition(":") for line in f) if k.startswith(("Vm", "Rss"))}
+            memory = {k: v.strip() for k, _, v in (line.partition(":") for line in f)
+                      if k.startswith(("Vm", "Rss"))}
         fields = _stat_fields(pid)
         start_stack = int(fields[28])
         stack_end = next(int(line.split()[0].split("-")[1], 16) for line in maps.splitlines()
@@ -144,7 +145,7 @@ def entry_state(path: str | bytes, argv: Sequence[str | bytes], envp: Sequence[s
                      for i in range(0, len(raw) - 15, 16))
         return EntryState(maps=maps, start_brk=int(fields[47]), start_stack=start_stack,
                           arg_start=int(fields[48]), env_end=int(fields[51]), stack=stack,
-                          auxv=tuple(a for a in auxv if a[0] != 0), smaps=smaps, status=status)
+                          auxv=tuple(a for a in auxv if a[0] != 0), smaps=smaps, status=memory)
     finally:
         if pid:
             try:

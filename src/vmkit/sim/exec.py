@@ -192,7 +192,7 @@ def headers_extent(inode: Inode) -> int:
     """How many leading bytes of ``inode`` exec reads: the BINPRM buffer, the program headers and
     the PT_INTERP string (what a rebuilt image must hold)."""
     ehdr = read_ehdr(inode, errno.ENOEXEC)
-    extent = max(BINPRM_BUF_SIZE, ehdr["e_phoff"] + 56 * ehdr["e_phnum"])
+    extent = max(BINPRM_BUF_SIZE, int(ehdr["e_phoff"]) + 56 * int(ehdr["e_phnum"]))
     for p in load_elf_phdrs(inode, ehdr) or []:
         if p.p_type == "PT_INTERP":
             extent = max(extent, p.p_offset + p.p_filesz)
@@ -622,10 +622,10 @@ def parse_script(buf: bytes) -> tuple[bytes, bytes | None] | None:
     buf_end = len(buf) - 1
     i_end = buf.find(b"\n")
     if i_end < 0:
-        i_end = next((i for i in range(2, buf_end) if not _spacetab(buf[i])), None)
-        if i_end is None:
+        first = next((i for i in range(2, buf_end) if not _spacetab(buf[i])), None)
+        if first is None:
             raise os_error(errno.ENOEXEC)
-        if not any(buf[i] in (0x20, 0x09, 0) for i in range(i_end, buf_end)):
+        if not any(buf[i] in (0x20, 0x09, 0) for i in range(first, buf_end)):
             raise os_error(errno.ENOEXEC)
         i_end = buf_end
     while _spacetab(buf[i_end - 1]):
