@@ -22,7 +22,8 @@ import pytest
 
 import vmkit
 from vmkit import native, sim
-from vmkit.sim.exec import headers_extent
+from vmkit.sim.binfmt_elf import headers_extent
+from vmkit.sim.exec import STACK_TOP
 from vmkit.sim.kernel import RLIM_INFINITY
 
 PYENV_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3.11"
@@ -119,7 +120,7 @@ def test_built_binary_layout(built: dict[str, str], variant: str) -> None:
 
 def test_execstack_gives_an_executable_stack(built: dict[str, str]) -> None:
     kernel = compare(built["execstack"], ["x"], [])
-    (stack,) = [line for line in kernel.tasks[min(kernel.tasks)].mm.vmas if line.end == sim.exec.STACK_TOP]
+    (stack,) = [line for line in kernel.tasks[min(kernel.tasks)].mm.vmas if line.end == STACK_TOP]
     assert stack.flags & 0x4  # VM_EXEC
 
 

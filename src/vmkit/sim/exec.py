@@ -1,33 +1,23 @@
-"""execve of an ELF binary: the initial address space Linux 6.18 x86-64 builds, ASLR off.
+"""execve: the initial address space Linux 6.18 x86-64 builds, ASLR off.
 
 Sources: fs/exec.c (``do_execveat_common``, ``alloc_bprm``/``do_open_execat``, ``bprm_stack_limits``,
-``copy_strings``, ``get_arg_page``, ``setup_arg_pages``, ``begin_new_exec``), mm/vma_exec.c
-(``create_init_stack_vma``), fs/binfmt_elf.c (``load_elf_binary``, ``load_elf_interp``,
-``elf_load``, ``elf_map``, ``padzero``, ``total_mapping_size``, ``maximum_alignment``) and
-arch/x86/entry/vdso/vma.c (``map_vdso``).  The order of the steps is the kernel's, because it
-decides placement: the stack first (at STACK_TOP), then the PT_LOAD segments, the interpreter
-top-down below ``mmap_base``, then ``[vvar]``/``[vvar_vclock]``/``[vdso]`` top-down below that, then
-the break.  ELF headers are read with pyelftools' structures from the model file's page cache; only
-the ELF header, the program headers and the PT_INTERP string are read (as the kernel does).
+``copy_strings``, ``get_arg_page``, ``remove_arg_zero``, ``exec_binprm``, ``setup_arg_pages``,
+``begin_new_exec``) and mm/vma_exec.c (``create_init_stack_vma``).  The binary formats are
+:mod:`vmkit.sim.binfmt_script` (``#!``) and :mod:`vmkit.sim.binfmt_elf`.
 """
 
 from __future__ import annotations
 
 import errno
-import io
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vmkit.errors import BusError, ProcessGone, SegmentationFault, os_error
 from vmkit.flags import PAGE_SIZE, TASK_SIZE
-from vmkit.sim import abi
 from vmkit.sim.frames import pool
 from vmkit.sim.fs import Inode, OpenFile
-from vmkit.sim.layout import _SPECIAL_FLAGS
 from vmkit.sim.mm import MemoryManager
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import VM_EXEC, VM_STACK_FLAGS
@@ -38,165 +28,14 @@ if TYPE_CHECKING:
 #: ``STACK_TOP_MAX`` with 4-level paging (``TASK_SIZE_MAX``): the temporary stack's end; with ASLR
 #: off ``STACK_TOP`` is the same, so ``setup_arg_pages`` does not move it.
 STACK_TOP = TASK_SIZE
-#: ``ELF_ET_DYN_BASE`` (arch/x86/include/asm/elf.h): ``DEFAULT_MAP_WINDOW / 3 * 2``.
-ELF_ET_DYN_BASE = ((1 << 47) - PAGE_SIZE) // 3 * 2
 BINPRM_BUF_SIZE = 256
-PATH_MAX = 4096
 MAX_ARG_STRLEN = 32 * PAGE_SIZE
 MAX_ARG_STRINGS = 0x7FFFFFFF
 ARG_MAX = 32 * PAGE_SIZE
 _STK_LIM = 8 << 20
-ELF_MIN_ALIGN = PAGE_SIZE
-EM_X86_64, EM_386, EM_486 = 62, 3, 6
-PF_X, PF_W, PF_R = 1, 2, 4
 EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
-#: The special mappings ``map_vdso`` installs, in address order, and their sizes on our kernel
-#: (the ``[vvar]`` data pages, the clock pages, the 2-page vDSO image).
-VDSO_LAYOUT = (("[vvar]", 4 * PAGE_SIZE), ("[vvar_vclock]", 2 * PAGE_SIZE), ("[vdso]", 2 * PAGE_SIZE))
-_MASK64 = (1 << 64) - 1
-
-
-def _page_start(x: int) -> int:
-    return x & ~(PAGE_SIZE - 1) & _MASK64
-
-
-def _page_offset(x: int) -> int:
-    return x & (PAGE_SIZE - 1)
-
-
-def _page_align(x: int) -> int:
-    return (x + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _MASK64
-
-
-def _bad_addr(x: int) -> bool:
-    """``BAD_ADDR``: an address at or above TASK_SIZE."""
-    return x >= TASK_SIZE
-
-
-# --- reading a model file ------------------------------------------------------------------------
-
-
-class _InodeStream(io.RawIOBase):
-    """A model file read through its page cache (``kernel_read``), for pyelftools' parsers."""
-
-    def __init__(self, inode: Inode) -> None:
-        super().__init__()
-        self.inode = inode
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.inode.size}[whence]
-        self.pos = base + offset
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.inode.read(len(buffer), self.pos)
-        buffer[:len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-
-def elf_read(inode: Inode, length: int, pos: int) -> bytes:
-    """``elf_read``: exactly ``length`` bytes at ``pos``, else EIO."""
-    data = inode.read(length, pos)
-    if len(data) != length:
-        raise os_error(errno.EIO)
-    return data
-
-
-@dataclass(frozen=True)
-class Phdr:
-    """One program header (``struct elf64_phdr``); ``p_type`` is pyelftools' name or number."""
-
-    p_type: Any
-    p_flags: int
-    p_offset: int
-    p_vaddr: int
-    p_filesz: int
-    p_memsz: int
-    p_align: int
-
-
-@dataclass
-class ElfImage:
-    """A binary being loaded: its opened file, ELF header fields and program headers."""
-
-    file: OpenFile
-    e_type: Any
-    e_entry: int
-    e_phoff: int
-    phdrs: list[Phdr]
-
-    @property
-    def loads(self) -> list[Phdr]:
-        return [p for p in self.phdrs if p.p_type == "PT_LOAD"]
-
-
-def _structs() -> Any:
-    from elftools.elf.structs import ELFStructs
-
-    structs = ELFStructs(little_endian=True, elfclass=64)
-    structs.create_basic_structs()
-    structs.create_advanced_structs("ET_DYN", "EM_X86_64", "ELFOSABI_SYSV")
-    return structs
-
-
-def read_ehdr(inode: Inode, error: int) -> Any:
-    """The 64-bit ELF header, checked as ``load_elf_binary``/``load_elf_interp`` check it:
-    magic, then x86-64.  ``error`` is the errno of a failed check (ENOEXEC, or ELIBBAD for the
-    interpreter).  32-bit (compat) binaries raise NotImplementedError."""
-    from elftools.common.utils import struct_parse
-
-    head = inode.read(BINPRM_BUF_SIZE, 0)
-    if head[:4] != b"\x7fELF":
-        raise os_error(error)
-    if len(head) < 64:
-        raise os_error(error)
-    machine = int.from_bytes(head[18:20], "little")
-    if head[4] == 1 and machine in (EM_386, EM_486, EM_X86_64):
-        raise NotImplementedError("exec of 32-bit ELF binaries (compat_binfmt_elf) is not modelled")
-    ehdr = struct_parse(_structs().Elf_Ehdr, io.BytesIO(head), 0)
-    if machine != EM_X86_64:
-        raise os_error(error)
-    return ehdr
-
-
-def load_elf_phdrs(inode: Inode, ehdr: Any) -> list[Phdr] | None:
-    """``load_elf_phdrs``: None when e_phentsize is not 56 or the table is empty or larger than a
-    page; EIO when the file is too short."""
-    from elftools.common.utils import struct_parse
-
-    size = 56 * ehdr["e_phnum"]
-    if ehdr["e_phentsize"] != 56 or size == 0 or size > 65536 or size > ELF_MIN_ALIGN:
-        return None
-    raw = elf_read(inode, size, ehdr["e_phoff"])
-    structs = _structs()
-    out = []
-    for i in range(ehdr["e_phnum"]):
-        h = struct_parse(structs.Elf_Phdr, io.BytesIO(raw), i * 56)
-        out.append(Phdr(h["p_type"], h["p_flags"], h["p_offset"], h["p_vaddr"], h["p_filesz"],
-                        h["p_memsz"], h["p_align"]))
-    return out
-
-
-def headers_extent(inode: Inode) -> int:
-    """How many leading bytes of ``inode`` exec reads: the BINPRM buffer, the program headers and
-    the PT_INTERP string (what a rebuilt image must hold)."""
-    ehdr = read_ehdr(inode, errno.ENOEXEC)
-    extent = max(BINPRM_BUF_SIZE, int(ehdr["e_phoff"]) + 56 * int(ehdr["e_phnum"]))
-    for p in load_elf_phdrs(inode, ehdr) or []:
-        if p.p_type == "PT_INTERP":
-            extent = max(extent, p.p_offset + p.p_filesz)
-    return extent
+#: ``exec_binprm``: binary-format rewrites (``#!``) allowed before ELOOP, plus the final load.
+MAX_DEPTH = 6
 
 
 # --- opening ------------------------------------------------------------------------------------
@@ -258,7 +97,7 @@ def open_exec(task: Task, path: str) -> OpenFile:
 # --- the new stack (bprm_mm_init, copy_strings, setup_arg_pages) ---------------------------------
 
 
-def _write_user(mm: MemoryManager, addr: int, data: bytes) -> None:
+def write_user(mm: MemoryManager, addr: int, data: bytes) -> None:
     """A kernel write to user memory of the new mm (``copy_to_user``/``get_arg_page``)."""
     view = pool().view
 
@@ -309,7 +148,7 @@ def copy_string(mm: MemoryManager, p: int, argmin: int, s: bytes) -> int:
     if p < argmin:
         raise os_error(errno.E2BIG)
     try:
-        _write_user(mm, p, data)
+        write_user(mm, p, data)
     except (SegmentationFault, BusError):
         raise os_error(errno.E2BIG) from None
     return p
@@ -336,232 +175,7 @@ def setup_arg_pages(task: Task, mm: MemoryManager, vma: Vma, executable_stack: i
         raise os_error(errno.EFAULT)
 
 
-# --- segments (fs/binfmt_elf.c) ------------------------------------------------------------------
-
-
-def total_mapping_size(phdrs: list[Phdr]) -> int:
-    """``total_mapping_size``: from the first PT_LOAD's page to the end of the highest one."""
-    loads = [p for p in phdrs if p.p_type == "PT_LOAD"]
-    if not loads:
-        return 0
-    return max(p.p_vaddr + p.p_memsz for p in loads) - min(_page_start(p.p_vaddr) for p in loads)
-
-
-def maximum_alignment(phdrs: list[Phdr]) -> int:
-    """``maximum_alignment``: the largest power-of-two p_align of the PT_LOADs, page-aligned."""
-    alignment = 0
-    for p in phdrs:
-        if p.p_type == "PT_LOAD" and p.p_align and not p.p_align & (p.p_align - 1):
-            alignment = max(alignment, p.p_align)
-    return _page_align(alignment)
-
-
-def make_prot(p_flags: int) -> int:
-    """``make_prot``: PF_R/W/X to PROT_READ/WRITE/EXEC (x86 adjusts nothing)."""
-    return ((abi.PROT_READ if p_flags & PF_R else 0) | (abi.PROT_WRITE if p_flags & PF_W else 0)
-            | (abi.PROT_EXEC if p_flags & PF_X else 0))
-
-
-def _vm_mmap(task: Task, file: OpenFile, addr: int, length: int, prot: int, flags: int,
-             offset: int) -> int:
-    from vmkit.sim.sys_mmap import do_mmap
-
-    if _page_offset(offset):
-        raise os_error(errno.EINVAL)
-    return do_mmap(task, file, addr, length, prot, flags, offset >> 12)
-
-
-def elf_map(task: Task, file: OpenFile, addr: int, p: Phdr, prot: int, type_: int,
-            total_size: int) -> int:
-    """``elf_map``: map the file part of a segment; with ``total_size``, map the whole image span
-    there first and unmap what lies past this segment (the image's room is reserved)."""
-    size = _page_align(p.p_filesz + _page_offset(p.p_vaddr))
-    off = p.p_offset - _page_offset(p.p_vaddr)
-    addr = _page_start(addr)
-    if not size:
-        return addr
-    if total_size:
-        total_size = _page_align(total_size)
-        map_addr = _vm_mmap(task, file, addr, total_size, prot, type_, off)
-        task.mm.munmap_range(map_addr + size, map_addr + total_size)
-        return map_addr
-    return _vm_mmap(task, file, addr, size, prot, type_, off)
-
-
-def padzero(task: Task, address: int) -> bool:
-    """``padzero``: zero the rest of the page after the file bytes (a user write: the page becomes a
-    private copy); False when the write faults."""
-    nbyte = _page_offset(address)
-    if not nbyte:
-        return True
-    try:
-        _write_user(task.mm, address, bytes(PAGE_SIZE - nbyte))
-    except (SegmentationFault, BusError):
-        return False
-    return True
-
-
-def vm_brk_flags(task: Task, addr: int, length: int, extra: int) -> None:
-    """``vm_brk_flags``: anonymous memory at [addr, addr+length) like brk's (VM_EXEC may be added),
-    replacing whatever was there, extending an anonymous VMA that ends at ``addr``."""
-    from vmkit.sim.sys_mmap import do_brk_flags
-
-    if not length:
-        return
-    mm = task.mm
-    mm.get_unmapped_area(None, addr, length, 0, abi.MAP_FIXED)  # check_brk_limits
-    mm.munmap_range(addr, addr + length)
-    if not do_brk_flags(task, addr, length, extra):
-        raise os_error(errno.ENOMEM)
-
-
-def elf_load(task: Task, file: OpenFile, addr: int, p: Phdr, prot: int, type_: int,
-             total_size: int) -> int:
-    """``elf_load``: the file part (``elf_map``), ``padzero`` of the last file page when memsz >
-    filesz (EFAULT only for a writable segment), and ``vm_brk_flags`` for the whole pages beyond."""
-    if p.p_filesz:
-        map_addr = elf_map(task, file, addr, p, prot, type_, total_size)
-        zero_start = map_addr + _page_offset(p.p_vaddr) + p.p_filesz
-        zero_end = map_addr + _page_offset(p.p_vaddr) + p.p_memsz
-        if p.p_memsz > p.p_filesz and not padzero(task, zero_start) and prot & abi.PROT_WRITE:
-            raise os_error(errno.EFAULT)
-    else:
-        map_addr = zero_start = _page_start(addr)
-        zero_end = zero_start + _page_offset(p.p_vaddr) + p.p_memsz
-    if p.p_memsz > p.p_filesz:
-        zero_start, zero_end = _page_align(zero_start), _page_align(zero_end)
-        vm_brk_flags(task, zero_start, zero_end - zero_start, VM_EXEC if prot & abi.PROT_EXEC else 0)
-    return map_addr
-
-
-def _check_segment(p: Phdr, k: int) -> None:
-    if _bad_addr(k) or p.p_filesz > p.p_memsz or p.p_memsz > TASK_SIZE or TASK_SIZE - p.p_memsz < k:
-        raise os_error(errno.EINVAL)
-
-
-def load_elf_interp(task: Task, interp: ElfImage, no_base: int) -> int:
-    """``load_elf_interp``: an ET_DYN interpreter goes where ``get_unmapped_area`` puts its whole
-    span (top-down below mmap_base), later segments MAP_FIXED after it; returns its load address."""
-    total_size = total_mapping_size(interp.phdrs)
-    if not total_size:
-        raise os_error(errno.EINVAL)
-    load_addr = 0
-    load_addr_set = False
-    for p in interp.loads:
-        elf_type = abi.MAP_PRIVATE
-        vaddr = p.p_vaddr
-        if interp.e_type == "ET_EXEC" or load_addr_set:
-            elf_type |= abi.MAP_FIXED
-        elif no_base and interp.e_type == "ET_DYN":
-            load_addr = (-vaddr) & _MASK64
-        map_addr = elf_load(task, interp.file, (load_addr + vaddr) & _MASK64, p, make_prot(p.p_flags),
-                            elf_type, total_size)
-        total_size = 0
-        if not load_addr_set and interp.e_type == "ET_DYN":
-            load_addr = (map_addr - _page_start(vaddr)) & _MASK64
-            load_addr_set = True
-        _check_segment(p, (load_addr + p.p_vaddr) & _MASK64)
-    return load_addr
-
-
-def map_vdso(task: Task) -> int:
-    """``map_vdso`` (arch/x86/entry/vdso/vma.c): one top-down ``get_unmapped_area`` for the data
-    pages and the image together; ``[vvar]``, ``[vvar_vclock]`` then ``[vdso]`` from its start.
-    Returns the address of ``[vdso]`` (AT_SYSINFO_EHDR)."""
-    mm = task.mm
-    total = sum(size for _, size in VDSO_LAYOUT)
-    addr = mm.get_unmapped_area(None, 0, total, 0, 0)
-    for name, size in VDSO_LAYOUT:
-        vma = Vma(addr, addr + size, 0, _SPECIAL_FLAGS[name], special=name, anonymous=False)
-        mm.insert_vma(vma)
-        mm.account_vma(vma, +1)
-        addr += size
-    return addr - VDSO_LAYOUT[-1][1]
-
-
-# --- the initial stack frame (create_elf_tables) ---------------------------------------------------
-
-AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
-AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
-AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_RSEQ_FEATURE_SIZE, AT_RSEQ_ALIGN = 23, 25, 26, 27, 28
-AT_EXECFN, AT_SYSINFO_EHDR, AT_MINSIGSTKSZ = 31, 33, 51
-#: The machine's constants in the auxiliary vector when /proc/self/auxv cannot be read (ours).
-_MACHINE_AUXV = {AT_MINSIGSTKSZ: 0x6F0, AT_HWCAP: 0x178BFBFF, AT_PAGESZ: PAGE_SIZE, AT_CLKTCK: 100,
-                 AT_HWCAP2: 2, AT_RSEQ_FEATURE_SIZE: 28, AT_RSEQ_ALIGN: 32}
-ELF_PLATFORM = b"x86_64"
-
-
-def machine_auxv() -> dict[int, int]:
-    """The CPU- and kernel-given auxv entries (HWCAP, HWCAP2, MINSIGSTKSZ, PAGESZ, CLKTCK, RSEQ), as
-    this same kernel gave them to our own process."""
-    values = dict(_MACHINE_AUXV)
-    try:
-        raw = Path("/proc/self/auxv").read_bytes()
-    except OSError:
-        return values
-    for i in range(0, len(raw) - 15, 16):
-        key, value = int.from_bytes(raw[i:i + 8], "little"), int.from_bytes(raw[i + 8:i + 16], "little")
-        if key in values:
-            values[key] = value
-    return values
-
-
-@dataclass
-class EntryInfo:
-    """What ``create_elf_tables`` puts in the auxiliary vector about the new image."""
-
-    phdr_addr: int
-    phnum: int
-    interp_load_addr: int
-    e_entry: int
-    vdso: int
-    execfn: int
-
-
-def create_elf_tables(task: Task, p: int, argv_count: int, envp_count: int, info: EntryInfo) -> int:
-    """``create_elf_tables`` (ASLR off: ``arch_align_stack`` only rounds down to 16): the platform
-    string and 16 random bytes below the strings, then argc, the argv and envp pointers and the
-    auxiliary vector, 16-byte aligned.  Returns the initial stack pointer (``mm->start_stack``)."""
-    mm = task.mm
-    arg_start = p
-    p &= ~0xF
-    p -= len(ELF_PLATFORM) + 1
-    u_platform = p
-    _write_user(mm, u_platform, ELF_PLATFORM + b"\0")
-    p -= 16
-    u_rand_bytes = p
-    _write_user(mm, u_rand_bytes, task.kernel.random.randbytes(16))
-    machine = machine_auxv()
-    cred = task.cred
-    auxv = [
-        (AT_SYSINFO_EHDR, info.vdso), (AT_MINSIGSTKSZ, machine[AT_MINSIGSTKSZ]),
-        (AT_HWCAP, machine[AT_HWCAP]), (AT_PAGESZ, machine[AT_PAGESZ]), (AT_CLKTCK, machine[AT_CLKTCK]),
-        (AT_PHDR, info.phdr_addr), (AT_PHENT, 56), (AT_PHNUM, info.phnum),
-        (AT_BASE, info.interp_load_addr), (AT_FLAGS, 0), (AT_ENTRY, info.e_entry),
-        (AT_UID, cred.ruid), (AT_EUID, cred.euid), (AT_GID, cred.rgid), (AT_EGID, cred.egid),
-        (AT_SECURE, 0), (AT_RANDOM, u_rand_bytes), (AT_HWCAP2, machine[AT_HWCAP2]),
-        (AT_EXECFN, info.execfn), (AT_PLATFORM, u_platform),
-        (AT_RSEQ_FEATURE_SIZE, machine[AT_RSEQ_FEATURE_SIZE]), (AT_RSEQ_ALIGN, machine[AT_RSEQ_ALIGN]),
-        (AT_NULL, 0),
-    ]
-    sp = p - 16 * len(auxv)
-    items = (argv_count + 1) + (envp_count + 1) + 1
-    start = (sp - 8 * items) & ~0xF
-    words = [argv_count]
-    # the pointers walk the strings from arg_start: argv[0] is lowest, the environment follows
-    pos = arg_start
-    for count in (argv_count, envp_count):
-        for _ in range(count):
-            words.append(pos)
-            pos += _strlen_user(mm, pos) + 1
-        words.append(0)
-    for key, value in auxv:
-        words += [key, value & _MASK64]
-    _write_user(mm, start, b"".join(w.to_bytes(8, "little") for w in words))
-    return start
-
-
-def _strlen_user(mm: MemoryManager, addr: int) -> int:
+def strlen_user(mm: MemoryManager, addr: int) -> int:
     out = bytearray()
     view = pool().view
 
@@ -571,7 +185,7 @@ def _strlen_user(mm: MemoryManager, addr: int) -> int:
 
     n = 0
     while True:
-        chunk = PAGE_SIZE - _page_offset(addr + n)
+        chunk = PAGE_SIZE - ((addr + n) & (PAGE_SIZE - 1))
         out.clear()
         mm.access(addr + n, chunk, False, visit)
         end = out.find(b"\0")
@@ -580,81 +194,25 @@ def _strlen_user(mm: MemoryManager, addr: int) -> int:
         n += chunk
 
 
-# --- execve ---------------------------------------------------------------------------------------
-
-
-def _open_image(task: Task, target: str | OpenFile, error: int) -> ElfImage:
-    file = open_exec(task, target) if isinstance(target, str) else target
-    ehdr = read_ehdr(file.inode, error)
-    if ehdr["e_type"] not in ("ET_EXEC", "ET_DYN"):
-        raise os_error(error)
-    phdrs = load_elf_phdrs(file.inode, ehdr)
-    if phdrs is None:
-        raise os_error(error)
-    return ElfImage(file, ehdr["e_type"], ehdr["e_entry"], ehdr["e_phoff"], phdrs)
-
-
-def _interpreter_path(image: ElfImage) -> str | None:
-    """The PT_INTERP string (ENOEXEC if its size is out of [2, PATH_MAX] or it is not
-    NUL-terminated)."""
-    for p in image.phdrs:
-        if p.p_type != "PT_INTERP":
-            continue
-        if p.p_filesz > PATH_MAX or p.p_filesz < 2:
-            raise os_error(errno.ENOEXEC)
-        raw = elf_read(image.file.inode, p.p_filesz, p.p_offset)
-        if raw[-1] != 0:
-            raise os_error(errno.ENOEXEC)
-        return os.fsdecode(raw[:-1].split(b"\0")[0])
-    return None
-
-
-def _spacetab(c: int) -> bool:
-    return c in (0x20, 0x09)
-
-
-def parse_script(buf: bytes) -> tuple[bytes, bytes | None] | None:
-    """``load_script``'s parse of the ``#!`` line in the first BINPRM_BUF_SIZE bytes (NUL-padded):
-    (interpreter, optional argument), None if this is no script, ENOEXEC if the line is unusable
-    (only spaces, no name, or a name that may be truncated)."""
-    if buf[:2] != b"#!":
-        return None
-    buf_end = len(buf) - 1
-    i_end = buf.find(b"\n")
-    if i_end < 0:
-        first = next((i for i in range(2, buf_end) if not _spacetab(buf[i])), None)
-        if first is None:
-            raise os_error(errno.ENOEXEC)
-        if not any(buf[i] in (0x20, 0x09, 0) for i in range(first, buf_end)):
-            raise os_error(errno.ENOEXEC)
-        i_end = buf_end
-    while _spacetab(buf[i_end - 1]):
-        i_end -= 1
-    i_name = next((i for i in range(2, i_end) if not _spacetab(buf[i])), None)
-    if i_name is None or i_name == i_end:
-        raise os_error(errno.ENOEXEC)
-    i_sep = next((i for i in range(i_name, i_end) if buf[i] in (0x20, 0x09, 0)), None)
-    i_arg = None
-    if i_sep is not None and buf[i_sep] != 0:
-        i_arg = next((i for i in range(i_sep, i_end) if not _spacetab(buf[i])), None)
-    name = buf[i_name:i_sep if i_sep is not None else i_end]
-    arg = buf[i_arg:i_end].split(b"\0")[0] if i_arg is not None else None
-    return name, arg
-
-
 def remove_arg_zero(mm: MemoryManager, p: int) -> int:
     """``remove_arg_zero``: ``bprm->p`` moves past argv[0]'s string (the stack keeps its pages)."""
-    return p + _strlen_user(mm, p) + 1
+    return p + strlen_user(mm, p) + 1
+
+
+# --- execve ---------------------------------------------------------------------------------------
 
 
 def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
               envp: Sequence[str | bytes]) -> None:
-    """``do_execveat_common`` → ``bprm_execve`` → ``load_elf_binary`` for ``task``: its address
+    """``do_execveat_common`` → ``bprm_execve`` → ``exec_binprm`` for ``task``: its address
     space is replaced by the new program's as Linux lays it out at the first instruction.
 
     Errors before the point of no return (``begin_new_exec``) raise OSError and leave the task as
     it was; an error after it kills the task (SIGSEGV, as ``force_fatal_sig``) and raises
     ProcessGone."""
+    from vmkit.sim.binfmt_elf import load_elf_binary, prepare
+    from vmkit.sim.binfmt_script import parse_script
+
     kernel = task.kernel
     if kernel.aslr:
         raise NotImplementedError("exec with ASLR on (randomised load bias, stack, vdso and brk) is not modelled")
@@ -673,9 +231,9 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
     finally:
         task.mm = saved
     argc = max(len(bargv), 1)
-    # exec_binprm: binfmt_script rewrites argv and restarts with the interpreter, 4 levels deep
+    # exec_binprm: binfmt_script rewrites argv and restarts with the interpreter (5 rewrites)
     interp_name = os.fsencode(path)
-    for _ in range(6):
+    for _ in range(MAX_DEPTH):
         script = parse_script(image_file.inode.read(BINPRM_BUF_SIZE, 0).ljust(BINPRM_BUF_SIZE, b"\0"))
         if script is None:
             break
@@ -691,15 +249,7 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
         image_file = open_exec(task, os.fsdecode(i_name))
     else:
         raise os_error(errno.ELOOP)
-    image = _open_image(task, image_file, errno.ENOEXEC)
-    interp_path = _interpreter_path(image)
-    executable_stack = EXSTACK_DEFAULT
-    for ph in image.phdrs:
-        if ph.p_type == "PT_GNU_STACK":
-            executable_stack = EXSTACK_ENABLE_X if ph.p_flags & PF_X else EXSTACK_DISABLE_X
-    interp = None
-    if interp_path is not None:
-        interp = _open_image(task, interp_path, errno.ELIBBAD)
+    prepared = prepare(task, image_file)
     # --- begin_new_exec: the point of no return ---
     old = task.mm
     task.mm = mm
@@ -708,80 +258,10 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
         del task.fds[fd]
     task.dumpable = True
     try:
-        _load(task, image, interp, stack, p, executable_stack, os.fsencode(path), argc, len(benvp))
+        load_elf_binary(task, prepared, stack, p, os.fsencode(path), argc, len(benvp))
     except OSError:
         kernel.exit_task(task, 11)
         raise ProcessGone(f"process {task.pid} was killed by SIGSEGV: exec failed after the point of no return") from None
 
 
-def _load(task: Task, image: ElfImage, interp: ElfImage | None, stack: Vma, p: int,
-          executable_stack: int, filename: bytes, argc: int, envc: int) -> None:
-    """``load_elf_binary`` from ``setup_new_exec`` on."""
-    kernel = task.kernel
-    mm = task.mm
-    mm.mmap_base = kernel.mmap_base(task.rlimit_cur("RLIMIT_STACK"))  # arch_pick_mmap_layout
-    setup_arg_pages(task, mm, stack, executable_stack)
-    elf_brk = 0
-    load_bias = 0
-    phdr_addr = 0
-    start_code, end_code = _MASK64, 0
-    first = True
-    for ph in image.loads:
-        prot = make_prot(ph.p_flags)
-        flags = abi.MAP_PRIVATE
-        vaddr = ph.p_vaddr
-        total_size = 0
-        if not first:
-            flags |= abi.MAP_FIXED
-        elif image.e_type == "ET_EXEC":
-            flags |= abi.MAP_FIXED_NOREPLACE
-        elif image.e_type == "ET_DYN":
-            total_size = total_mapping_size(image.phdrs)
-            if not total_size:
-                raise os_error(errno.EINVAL)
-            alignment = maximum_alignment(image.phdrs)
-            if interp is not None:
-                load_bias = ELF_ET_DYN_BASE
-                if alignment:
-                    load_bias &= ~(alignment - 1)
-                flags |= abi.MAP_FIXED_NOREPLACE
-            elif alignment > ELF_MIN_ALIGN:
-                load_bias = elf_load(task, image.file, 0, ph, prot, flags, total_size)
-                mm.munmap_range(load_bias, load_bias + _page_align(total_size))
-                if alignment:
-                    load_bias &= ~(alignment - 1)
-                flags |= abi.MAP_FIXED_NOREPLACE
-            else:
-                load_bias = 0
-            load_bias = _page_start((load_bias - vaddr) & _MASK64)
-        error = elf_load(task, image.file, (load_bias + vaddr) & _MASK64, ph, prot, flags, total_size)
-        if first:
-            first = False
-            if image.e_type == "ET_DYN":
-                load_bias = (load_bias + error - _page_start((load_bias + vaddr) & _MASK64)) & _MASK64
-        if ph.p_offset <= image.e_phoff < ph.p_offset + ph.p_filesz:
-            phdr_addr = image.e_phoff - ph.p_offset + ph.p_vaddr
-        if ph.p_flags & PF_X:
-            start_code = min(start_code, ph.p_vaddr)
-            end_code = max(end_code, ph.p_vaddr + ph.p_filesz)
-        _check_segment(ph, ph.p_vaddr)
-        elf_brk = max(elf_brk, ph.p_vaddr + ph.p_memsz)
-    elf_brk = (elf_brk + load_bias) & _MASK64
-    interp_load_addr = 0
-    if interp is not None:
-        interp_load_addr = load_elf_interp(task, interp, load_bias)
-    vdso = map_vdso(task)
-    info = EntryInfo(phdr_addr=(phdr_addr + load_bias) & _MASK64, phnum=len(image.phdrs),
-                     interp_load_addr=interp_load_addr, e_entry=(image.e_entry + load_bias) & _MASK64,
-                     vdso=vdso, execfn=STACK_TOP - 8 - len(filename) - 1)
-    start_stack = create_elf_tables(task, p, argc, envc, info)
-    # no CONFIG_COMPAT_BRK: a static PIE's break starts at ELF_ET_DYN_BASE even without ASLR
-    if image.e_type == "ET_DYN" and interp is None:
-        elf_brk = ELF_ET_DYN_BASE
-    mm.start_brk = mm.brk = _page_align(elf_brk)
-    mm.start_stack = start_stack
-    mm.start_code = (start_code + load_bias) & _MASK64
-    mm.end_code = (end_code + load_bias) & _MASK64
-
-
-__all__ = ["ELF_ET_DYN_BASE", "STACK_TOP", "do_execve", "headers_extent", "open_exec"]
+__all__ = ["STACK_TOP", "do_execve", "open_exec", "setup_arg_pages"]
