@@ -22,7 +22,8 @@ import pytest
 
 import vmkit
 from vmkit import native, sim
-from vmkit.sim.exec import headers_extent
+from vmkit.sim.binfmt_elf import headers_extent
+from vmkit.sim.exec import STACK_TOP
 from vmkit.sim.kernel import RLIM_INFINITY
 
 PYENV_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3.11"
@@ -38,6 +39,12 @@ int main(void) {
     printf("%p\n", p);
     return big[0];
 }
+"""
+
+BIG_PROGRAM = r"""
+char data[3 << 20] = {1};   /* a 3 MiB data segment: the image span is THP-aligned */
+static char bss[5 << 20];
+int main(void) { return data[0] + bss[7]; }
 """
 
 
@@ -72,14 +79,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
     directory = tmp_path_factory.mktemp("exec")
-    source = directory / "m.c"
+    source, big = directory / "m.c", directory / "big.c"
     source.write_text(PROGRAM)
+    big.write_text(BIG_PROGRAM)
+    align_2m = "-Wl,-z,max-page-size=0x200000"
     variants = {"static": ["-static"], "static-pie": ["-static-pie"], "no-pie": ["-no-pie"],
-                "pie": ["-pie", "-fPIE"], "execstack": ["-z", "execstack"]}
+                "pie": ["-pie", "-fPIE"], "execstack": ["-z", "execstack"],
+                "pie-2m-aligned": [align_2m], "static-pie-2m-aligned": ["-static-pie", align_2m],
+                "big-static-pie": ["-static-pie", str(big)], "big-pie": [str(big)]}
     out = {}
     for name, flags in variants.items():
         target = directory / name
-        result = subprocess.run(["gcc", "-O2", *flags, "-o", str(target), str(source)],
+        sources = [] if str(big) in flags else [str(source)]
+        result = subprocess.run(["gcc", "-O2", *flags, "-o", str(target), *sources],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             pytest.skip(f"gcc {' '.join(flags)} failed: {result.stderr.strip()[:200]}")
@@ -99,14 +111,16 @@ def test_host_binary_layout(path: str) -> None:
     compare(path, [os.path.basename(path), "--version"], ["HOME=/root", "LANG=C.UTF-8"])
 
 
-@pytest.mark.parametrize("variant", ["static", "static-pie", "no-pie", "pie", "execstack"])
+@pytest.mark.parametrize("variant", ["static", "static-pie", "no-pie", "pie", "execstack",
+                                     "pie-2m-aligned", "static-pie-2m-aligned", "big-static-pie",
+                                     "big-pie"])
 def test_built_binary_layout(built: dict[str, str], variant: str) -> None:
     compare(built[variant], [variant], ["A=1"])
 
 
 def test_execstack_gives_an_executable_stack(built: dict[str, str]) -> None:
     kernel = compare(built["execstack"], ["x"], [])
-    (stack,) = [line for line in kernel.tasks[min(kernel.tasks)].mm.vmas if line.end == sim.exec.STACK_TOP]
+    (stack,) = [line for line in kernel.tasks[min(kernel.tasks)].mm.vmas if line.end == STACK_TOP]
     assert stack.flags & 0x4  # VM_EXEC
 
 
@@ -146,6 +160,46 @@ def test_strings_larger_than_a_small_stack_limit_fail_with_e2big() -> None:
 
 def test_empty_argv() -> None:
     compare("/usr/bin/cat", [], [])
+
+
+AT_RANDOM = 25
+
+
+@pytest.mark.parametrize("path", ["/usr/bin/ls", "/usr/bin/python3", "static", "static-pie"])
+def test_initial_stack_frame(built: dict[str, str], path: str) -> None:
+    """create_elf_tables: the same stack pointer and the same bytes from it to the stack's end
+    (argc, argv, envp, auxv, platform string, strings), but for the 16 AT_RANDOM bytes."""
+    path = built.get(path, path)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is not installed")
+    argv, envp = ["prog", "-x", "a b"], ["HOME=/root", "EMPTY=", "Z=" + "z" * 5000]
+    real = native.entry_state(path, argv, envp)
+    kernel = sim.Kernel(host_files=True, check_invariants=True, stack_rlimit=_our_stack_limit())
+    p = kernel.exec(path, argv, envp)
+    start = p.task.mm.start_stack
+    assert start == real.start_stack
+    model = bytearray(p.read(start, len(real.stack)))
+    expected = bytearray(real.stack)
+    rnd = dict(real.auxv)[AT_RANDOM] - start
+    model[rnd:rnd + 16] = expected[rnd:rnd + 16] = bytes(16)
+    assert model == expected
+
+
+@pytest.mark.parametrize("path", ["/usr/bin/ls", "no-pie", "static"])
+def test_resident_pages_and_status_at_entry(built: dict[str, str], path: str) -> None:
+    """Only the pages the kernel wrote are present at entry: the stack frame's and padzero's
+    private copy of the last data page.  VmExe/VmLib split the executable mappings as task_mem."""
+    path = built.get(path, path)
+    real = native.entry_state(path, ["x"], ["A=1"])
+    p = sim.Kernel(host_files=True, stack_rlimit=_our_stack_limit()).exec(path, ["x"], ["A=1"])
+
+    def rss(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(("Rss:", "Anonymous:", "Private_Dirty:"))]
+
+    assert rss(p.smaps()) == rss(real.smaps)
+    status = p.status()
+    for key in ("VmSize", "VmRSS", "RssAnon", "RssFile", "VmData", "VmStk", "VmExe", "VmLib"):
+        assert status[key] == real.status[key], key
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -204,12 +258,60 @@ def test_enoexec_for_a_wrong_machine(scratch: Path) -> None:
     assert _both_fail(str(target)) == errno.ENOEXEC
 
 
-def test_script_is_not_modelled(scratch: Path) -> None:
+SCRIPTS = {
+    "plain": "#!/bin/sh\necho hi\n",
+    "argument": "#! /bin/sh   -e  -x \nexit 0\n",
+    "tabs, env": "#!\t/usr/bin/env \t python3\n",
+    "no newline": "#!/bin/sh",
+}
+
+
+@pytest.mark.parametrize("text", SCRIPTS.values(), ids=SCRIPTS.keys())
+def test_script(scratch: Path, text: str) -> None:
+    """binfmt_script: argv[0] is replaced by the interpreter, its argument and the script path,
+    then the interpreter is loaded: same maps, same stack frame."""
     target = scratch / "script"
-    target.write_text("#!/bin/sh\nexit 0\n")
+    target.write_text(text)
     target.chmod(0o755)
-    with pytest.raises(NotImplementedError, match="binfmt_script"):
-        sim.Kernel(host_files=True).exec(str(target), ["script"], [])
+    argv, envp = ["name", "arg1"], ["A=1"]
+    real = native.entry_state(str(target), argv, envp)
+    kernel = sim.Kernel(host_files=True, check_invariants=True, stack_rlimit=_our_stack_limit())
+    p = kernel.exec(str(target), argv, envp)
+    assert p.maps() == real.maps
+    start = p.task.mm.start_stack
+    assert start == real.start_stack
+    model, expected = bytearray(p.read(start, len(real.stack))), bytearray(real.stack)
+    rnd = dict(real.auxv)[AT_RANDOM] - start
+    model[rnd:rnd + 16] = expected[rnd:rnd + 16] = bytes(16)
+    assert model == expected
+
+
+def test_script_with_a_missing_interpreter(scratch: Path) -> None:
+    target = scratch / "script"
+    target.write_text(f"#!{scratch}/missing\n")
+    target.chmod(0o755)
+    assert _both_fail(str(target)) == errno.ENOENT
+
+
+def test_script_without_an_interpreter_name(scratch: Path) -> None:
+    """"#!" alone names "", which a kernel path walk resolves to the cwd: a directory, EACCES."""
+    target = scratch / "script"
+    target.write_text("#!")
+    target.chmod(0o755)
+    assert _both_fail(str(target)) == errno.EACCES
+
+
+@pytest.mark.parametrize("levels, result", [(5, 0), (6, errno.ELOOP)])
+def test_script_nesting_depth(scratch: Path, levels: int, result: int) -> None:
+    """exec_binprm allows five script rewrites before a binary; a sixth is ELOOP."""
+    shutil.copy("/usr/bin/true", scratch / f"s{levels}")
+    for i in range(levels):
+        (scratch / f"s{i}").write_text(f"#!{scratch}/s{i + 1}\n")
+        (scratch / f"s{i}").chmod(0o755)
+    if result:
+        assert _both_fail(str(scratch / "s0")) == result
+    else:
+        compare(str(scratch / "s0"), ["s0"], [])
 
 
 # --- the file system ------------------------------------------------------------------------------

@@ -39,6 +39,13 @@ class EntryState:
     #: ``mm->arg_start`` .. ``mm->env_end`` (fields 48-51).
     arg_start: int
     env_end: int
+    #: The bytes from ``start_stack`` to the end of ``[stack]``: argc, argv, envp, auxv, strings.
+    stack: bytes
+    #: The auxiliary vector (/proc/<pid>/auxv) as (type, value) pairs, AT_NULL excluded.
+    auxv: tuple[tuple[int, int], ...]
+    #: /proc/<pid>/smaps, and the memory fields of /proc/<pid>/status (``VmRSS`` -> ``"1234 kB"``).
+    smaps: str
+    status: dict[str, str]
 
 
 def _encode(items: Sequence[str | bytes]) -> list[bytes]:
@@ -120,9 +127,25 @@ def entry_state(path: str | bytes, argv: Sequence[str | bytes], envp: Sequence[s
                                f"{describe_status(status)}")
         with open(f"/proc/{pid}/maps") as f:
             maps = f.read()
+        with open(f"/proc/{pid}/smaps") as f:
+            smaps = f.read()
+        with open(f"/proc/{pid}/status") as f:
+            memory = {k: v.strip() for k, _, v in (line.partition(":") for line in f)
+                      if k.startswith(("Vm", "Rss"))}
         fields = _stat_fields(pid)
-        return EntryState(maps=maps, start_brk=int(fields[47]), start_stack=int(fields[28]),
-                          arg_start=int(fields[48]), env_end=int(fields[51]))
+        start_stack = int(fields[28])
+        stack_end = next(int(line.split()[0].split("-")[1], 16) for line in maps.splitlines()
+                         if line.endswith("[stack]"))
+        with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+            mem.seek(start_stack)
+            stack = mem.read(stack_end - start_stack)
+        with open(f"/proc/{pid}/auxv", "rb") as f:
+            raw = f.read()
+        auxv = tuple((int.from_bytes(raw[i:i + 8], "little"), int.from_bytes(raw[i + 8:i + 16], "little"))
+                     for i in range(0, len(raw) - 15, 16))
+        return EntryState(maps=maps, start_brk=int(fields[47]), start_stack=start_stack,
+                          arg_start=int(fields[48]), env_end=int(fields[51]), stack=stack,
+                          auxv=tuple(a for a in auxv if a[0] != 0), smaps=smaps, status=memory)
     finally:
         if pid:
             try:

@@ -1,32 +1,23 @@
-"""execve of an ELF binary: the initial address space Linux 6.18 x86-64 builds, ASLR off.
+"""execve: the initial address space Linux 6.18 x86-64 builds, ASLR off.
 
 Sources: fs/exec.c (``do_execveat_common``, ``alloc_bprm``/``do_open_execat``, ``bprm_stack_limits``,
-``copy_strings``, ``get_arg_page``, ``setup_arg_pages``, ``begin_new_exec``), mm/vma_exec.c
-(``create_init_stack_vma``), fs/binfmt_elf.c (``load_elf_binary``, ``load_elf_interp``,
-``elf_load``, ``elf_map``, ``padzero``, ``total_mapping_size``, ``maximum_alignment``) and
-arch/x86/entry/vdso/vma.c (``map_vdso``).  The order of the steps is the kernel's, because it
-decides placement: the stack first (at STACK_TOP), then the PT_LOAD segments, the interpreter
-top-down below ``mmap_base``, then ``[vvar]``/``[vvar_vclock]``/``[vdso]`` top-down below that, then
-the break.  ELF headers are read with pyelftools' structures from the model file's page cache; only
-the ELF header, the program headers and the PT_INTERP string are read (as the kernel does).
+``copy_strings``, ``get_arg_page``, ``remove_arg_zero``, ``exec_binprm``, ``setup_arg_pages``,
+``begin_new_exec``) and mm/vma_exec.c (``create_init_stack_vma``).  The binary formats are
+:mod:`vmkit.sim.binfmt_script` (``#!``) and :mod:`vmkit.sim.binfmt_elf`.
 """
 
 from __future__ import annotations
 
 import errno
-import io
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vmkit.errors import BusError, ProcessGone, SegmentationFault, os_error
 from vmkit.flags import PAGE_SIZE, TASK_SIZE
-from vmkit.sim import abi
 from vmkit.sim.frames import pool
 from vmkit.sim.fs import Inode, OpenFile
-from vmkit.sim.layout import _SPECIAL_FLAGS
 from vmkit.sim.mm import MemoryManager
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import VM_EXEC, VM_STACK_FLAGS
@@ -37,165 +28,14 @@ if TYPE_CHECKING:
 #: ``STACK_TOP_MAX`` with 4-level paging (``TASK_SIZE_MAX``): the temporary stack's end; with ASLR
 #: off ``STACK_TOP`` is the same, so ``setup_arg_pages`` does not move it.
 STACK_TOP = TASK_SIZE
-#: ``ELF_ET_DYN_BASE`` (arch/x86/include/asm/elf.h): ``DEFAULT_MAP_WINDOW / 3 * 2``.
-ELF_ET_DYN_BASE = ((1 << 47) - PAGE_SIZE) // 3 * 2
 BINPRM_BUF_SIZE = 256
-PATH_MAX = 4096
 MAX_ARG_STRLEN = 32 * PAGE_SIZE
 MAX_ARG_STRINGS = 0x7FFFFFFF
 ARG_MAX = 32 * PAGE_SIZE
 _STK_LIM = 8 << 20
-ELF_MIN_ALIGN = PAGE_SIZE
-EM_X86_64, EM_386, EM_486 = 62, 3, 6
-PF_X, PF_W, PF_R = 1, 2, 4
 EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
-#: The special mappings ``map_vdso`` installs, in address order, and their sizes on our kernel
-#: (the ``[vvar]`` data pages, the clock pages, the 2-page vDSO image).
-VDSO_LAYOUT = (("[vvar]", 4 * PAGE_SIZE), ("[vvar_vclock]", 2 * PAGE_SIZE), ("[vdso]", 2 * PAGE_SIZE))
-_MASK64 = (1 << 64) - 1
-
-
-def _page_start(x: int) -> int:
-    return x & ~(PAGE_SIZE - 1) & _MASK64
-
-
-def _page_offset(x: int) -> int:
-    return x & (PAGE_SIZE - 1)
-
-
-def _page_align(x: int) -> int:
-    return (x + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _MASK64
-
-
-def _bad_addr(x: int) -> bool:
-    """``BAD_ADDR``: an address at or above TASK_SIZE."""
-    return x >= TASK_SIZE
-
-
-# --- reading a model file ------------------------------------------------------------------------
-
-
-class _InodeStream(io.RawIOBase):
-    """A model file read through its page cache (``kernel_read``), for pyelftools' parsers."""
-
-    def __init__(self, inode: Inode) -> None:
-        super().__init__()
-        self.inode = inode
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.inode.size}[whence]
-        self.pos = base + offset
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.inode.read(len(buffer), self.pos)
-        buffer[:len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-
-def elf_read(inode: Inode, length: int, pos: int) -> bytes:
-    """``elf_read``: exactly ``length`` bytes at ``pos``, else EIO."""
-    data = inode.read(length, pos)
-    if len(data) != length:
-        raise os_error(errno.EIO)
-    return data
-
-
-@dataclass(frozen=True)
-class Phdr:
-    """One program header (``struct elf64_phdr``); ``p_type`` is pyelftools' name or number."""
-
-    p_type: Any
-    p_flags: int
-    p_offset: int
-    p_vaddr: int
-    p_filesz: int
-    p_memsz: int
-    p_align: int
-
-
-@dataclass
-class ElfImage:
-    """A binary being loaded: its opened file, ELF header fields and program headers."""
-
-    file: OpenFile
-    e_type: Any
-    e_entry: int
-    e_phoff: int
-    phdrs: list[Phdr]
-
-    @property
-    def loads(self) -> list[Phdr]:
-        return [p for p in self.phdrs if p.p_type == "PT_LOAD"]
-
-
-def _structs() -> Any:
-    from elftools.elf.structs import ELFStructs
-
-    structs = ELFStructs(little_endian=True, elfclass=64)
-    structs.create_basic_structs()
-    structs.create_advanced_structs("ET_DYN", "EM_X86_64", "ELFOSABI_SYSV")
-    return structs
-
-
-def read_ehdr(inode: Inode, error: int) -> Any:
-    """The 64-bit ELF header, checked as ``load_elf_binary``/``load_elf_interp`` check it:
-    magic, then x86-64.  ``error`` is the errno of a failed check (ENOEXEC, or ELIBBAD for the
-    interpreter).  32-bit (compat) binaries raise NotImplementedError."""
-    from elftools.common.utils import struct_parse
-
-    head = inode.read(BINPRM_BUF_SIZE, 0)
-    if head[:4] != b"\x7fELF":
-        raise os_error(error)
-    if len(head) < 64:
-        raise os_error(error)
-    machine = int.from_bytes(head[18:20], "little")
-    if head[4] == 1 and machine in (EM_386, EM_486, EM_X86_64):
-        raise NotImplementedError("exec of 32-bit ELF binaries (compat_binfmt_elf) is not modelled")
-    ehdr = struct_parse(_structs().Elf_Ehdr, io.BytesIO(head), 0)
-    if machine != EM_X86_64:
-        raise os_error(error)
-    return ehdr
-
-
-def load_elf_phdrs(inode: Inode, ehdr: Any) -> list[Phdr] | None:
-    """``load_elf_phdrs``: None when e_phentsize is not 56 or the table is empty or larger than a
-    page; EIO when the file is too short."""
-    from elftools.common.utils import struct_parse
-
-    size = 56 * ehdr["e_phnum"]
-    if ehdr["e_phentsize"] != 56 or size == 0 or size > 65536 or size > ELF_MIN_ALIGN:
-        return None
-    raw = elf_read(inode, size, ehdr["e_phoff"])
-    structs = _structs()
-    out = []
-    for i in range(ehdr["e_phnum"]):
-        h = struct_parse(structs.Elf_Phdr, io.BytesIO(raw), i * 56)
-        out.append(Phdr(h["p_type"], h["p_flags"], h["p_offset"], h["p_vaddr"], h["p_filesz"],
-                        h["p_memsz"], h["p_align"]))
-    return out
-
-
-def headers_extent(inode: Inode) -> int:
-    """How many leading bytes of ``inode`` exec reads: the BINPRM buffer, the program headers and
-    the PT_INTERP string (what a rebuilt image must hold)."""
-    ehdr = read_ehdr(inode, errno.ENOEXEC)
-    extent = max(BINPRM_BUF_SIZE, ehdr["e_phoff"] + 56 * ehdr["e_phnum"])
-    for p in load_elf_phdrs(inode, ehdr) or []:
-        if p.p_type == "PT_INTERP":
-            extent = max(extent, p.p_offset + p.p_filesz)
-    return extent
+#: ``exec_binprm``: binary-format rewrites (``#!``) allowed before ELOOP, plus the final load.
+MAX_DEPTH = 6
 
 
 # --- opening ------------------------------------------------------------------------------------
@@ -257,7 +97,7 @@ def open_exec(task: Task, path: str) -> OpenFile:
 # --- the new stack (bprm_mm_init, copy_strings, setup_arg_pages) ---------------------------------
 
 
-def _write_user(mm: MemoryManager, addr: int, data: bytes) -> None:
+def write_user(mm: MemoryManager, addr: int, data: bytes) -> None:
     """A kernel write to user memory of the new mm (``copy_to_user``/``get_arg_page``)."""
     view = pool().view
 
@@ -280,30 +120,38 @@ def bprm_stack_limits(rlim_stack: int, argc: int, envc: int) -> int:
 
 
 def build_stack(task: Task, mm: MemoryManager, filename: bytes, argv: list[bytes],
-                envp: list[bytes]) -> tuple[Vma, int]:
+                envp: list[bytes]) -> tuple[Vma, int, int]:
     """``create_init_stack_vma`` + ``copy_strings``: a one-page stack VMA ending at STACK_TOP, then
     the filename, the environment and the arguments copied downward from STACK_TOP - 8, the VMA
-    growing over every page they touch (``get_arg_page``: E2BIG when it cannot).  Returns the VMA
-    and ``bprm->p``."""
+    growing over every page they touch (``get_arg_page``: E2BIG when it cannot).  Returns the VMA,
+    ``bprm->p`` and ``bprm->argmin``."""
     vma = Vma(STACK_TOP - PAGE_SIZE, STACK_TOP, (STACK_TOP - PAGE_SIZE) >> 12, VM_STACK_FLAGS)
     mm.insert_vma(vma)
     mm.account_vma(vma, +1)
     p = STACK_TOP - 8
     limit = bprm_stack_limits(task.rlimit_cur("RLIMIT_STACK"), len(argv), len(envp))
     argmin = p - limit
-    strings = [filename, *envp, *argv] + ([b""] if not argv else [])
+    # each copy_strings walks its array from the last string down: argv[0] ends up lowest
+    strings = [filename, *reversed(envp), *reversed(argv)] + ([b""] if not argv else [])
     for s in strings:
-        data = s + b"\0"
-        if len(data) > MAX_ARG_STRLEN:
-            raise os_error(errno.E2BIG)
-        p -= len(data)
-        if p < argmin:
-            raise os_error(errno.E2BIG)
-        try:
-            _write_user(mm, p, data)
-        except (SegmentationFault, BusError):
-            raise os_error(errno.E2BIG) from None
-    return vma, p
+        p = copy_string(mm, p, argmin, s)
+    return vma, p, argmin
+
+
+def copy_string(mm: MemoryManager, p: int, argmin: int, s: bytes) -> int:
+    """``copy_string_kernel``/``copy_strings`` of one string: it ends at ``p``; E2BIG when longer
+    than MAX_ARG_STRLEN, below ``argmin`` or where the stack cannot grow.  Returns the new p."""
+    data = s + b"\0"
+    if len(data) > MAX_ARG_STRLEN:
+        raise os_error(errno.E2BIG)
+    p -= len(data)
+    if p < argmin:
+        raise os_error(errno.E2BIG)
+    try:
+        write_user(mm, p, data)
+    except (SegmentationFault, BusError):
+        raise os_error(errno.E2BIG) from None
+    return p
 
 
 def setup_arg_pages(task: Task, mm: MemoryManager, vma: Vma, executable_stack: int) -> None:
@@ -327,189 +175,44 @@ def setup_arg_pages(task: Task, mm: MemoryManager, vma: Vma, executable_stack: i
         raise os_error(errno.EFAULT)
 
 
-# --- segments (fs/binfmt_elf.c) ------------------------------------------------------------------
+def strlen_user(mm: MemoryManager, addr: int) -> int:
+    out = bytearray()
+    view = pool().view
+
+    def visit(frame: int, offset: int, done: int, take: int) -> None:
+        base = frame * PAGE_SIZE + offset
+        out.extend(view[base:base + take])
+
+    n = 0
+    while True:
+        chunk = PAGE_SIZE - ((addr + n) & (PAGE_SIZE - 1))
+        out.clear()
+        mm.access(addr + n, chunk, False, visit)
+        end = out.find(b"\0")
+        if end >= 0:
+            return n + end
+        n += chunk
 
 
-def total_mapping_size(phdrs: list[Phdr]) -> int:
-    """``total_mapping_size``: from the first PT_LOAD's page to the end of the highest one."""
-    loads = [p for p in phdrs if p.p_type == "PT_LOAD"]
-    if not loads:
-        return 0
-    return max(p.p_vaddr + p.p_memsz for p in loads) - min(_page_start(p.p_vaddr) for p in loads)
-
-
-def maximum_alignment(phdrs: list[Phdr]) -> int:
-    """``maximum_alignment``: the largest power-of-two p_align of the PT_LOADs, page-aligned."""
-    alignment = 0
-    for p in phdrs:
-        if p.p_type == "PT_LOAD" and p.p_align and not p.p_align & (p.p_align - 1):
-            alignment = max(alignment, p.p_align)
-    return _page_align(alignment)
-
-
-def make_prot(p_flags: int) -> int:
-    """``make_prot``: PF_R/W/X to PROT_READ/WRITE/EXEC (x86 adjusts nothing)."""
-    return ((abi.PROT_READ if p_flags & PF_R else 0) | (abi.PROT_WRITE if p_flags & PF_W else 0)
-            | (abi.PROT_EXEC if p_flags & PF_X else 0))
-
-
-def _vm_mmap(task: Task, file: OpenFile, addr: int, length: int, prot: int, flags: int,
-             offset: int) -> int:
-    from vmkit.sim.sys_mmap import do_mmap
-
-    if _page_offset(offset):
-        raise os_error(errno.EINVAL)
-    return do_mmap(task, file, addr, length, prot, flags, offset >> 12)
-
-
-def elf_map(task: Task, file: OpenFile, addr: int, p: Phdr, prot: int, type_: int,
-            total_size: int) -> int:
-    """``elf_map``: map the file part of a segment; with ``total_size``, map the whole image span
-    there first and unmap what lies past this segment (the image's room is reserved)."""
-    size = _page_align(p.p_filesz + _page_offset(p.p_vaddr))
-    off = p.p_offset - _page_offset(p.p_vaddr)
-    addr = _page_start(addr)
-    if not size:
-        return addr
-    if total_size:
-        total_size = _page_align(total_size)
-        map_addr = _vm_mmap(task, file, addr, total_size, prot, type_, off)
-        task.mm.munmap_range(map_addr + size, map_addr + total_size)
-        return map_addr
-    return _vm_mmap(task, file, addr, size, prot, type_, off)
-
-
-def padzero(task: Task, address: int) -> bool:
-    """``padzero``: zero the rest of the page after the file bytes (a user write: the page becomes a
-    private copy); False when the write faults."""
-    nbyte = _page_offset(address)
-    if not nbyte:
-        return True
-    try:
-        _write_user(task.mm, address, bytes(PAGE_SIZE - nbyte))
-    except (SegmentationFault, BusError):
-        return False
-    return True
-
-
-def vm_brk_flags(task: Task, addr: int, length: int, extra: int) -> None:
-    """``vm_brk_flags``: anonymous memory at [addr, addr+length) like brk's (VM_EXEC may be added),
-    replacing whatever was there, extending an anonymous VMA that ends at ``addr``."""
-    from vmkit.sim.sys_mmap import do_brk_flags
-
-    if not length:
-        return
-    mm = task.mm
-    mm.get_unmapped_area(None, addr, length, 0, abi.MAP_FIXED)  # check_brk_limits
-    mm.munmap_range(addr, addr + length)
-    if not do_brk_flags(task, addr, length, extra):
-        raise os_error(errno.ENOMEM)
-
-
-def elf_load(task: Task, file: OpenFile, addr: int, p: Phdr, prot: int, type_: int,
-             total_size: int) -> int:
-    """``elf_load``: the file part (``elf_map``), ``padzero`` of the last file page when memsz >
-    filesz (EFAULT only for a writable segment), and ``vm_brk_flags`` for the whole pages beyond."""
-    if p.p_filesz:
-        map_addr = elf_map(task, file, addr, p, prot, type_, total_size)
-        zero_start = map_addr + _page_offset(p.p_vaddr) + p.p_filesz
-        zero_end = map_addr + _page_offset(p.p_vaddr) + p.p_memsz
-        if p.p_memsz > p.p_filesz and not padzero(task, zero_start) and prot & abi.PROT_WRITE:
-            raise os_error(errno.EFAULT)
-    else:
-        map_addr = zero_start = _page_start(addr)
-        zero_end = zero_start + _page_offset(p.p_vaddr) + p.p_memsz
-    if p.p_memsz > p.p_filesz:
-        zero_start, zero_end = _page_align(zero_start), _page_align(zero_end)
-        vm_brk_flags(task, zero_start, zero_end - zero_start, VM_EXEC if prot & abi.PROT_EXEC else 0)
-    return map_addr
-
-
-def _check_segment(p: Phdr, k: int) -> None:
-    if _bad_addr(k) or p.p_filesz > p.p_memsz or p.p_memsz > TASK_SIZE or TASK_SIZE - p.p_memsz < k:
-        raise os_error(errno.EINVAL)
-
-
-def load_elf_interp(task: Task, interp: ElfImage, no_base: int) -> int:
-    """``load_elf_interp``: an ET_DYN interpreter goes where ``get_unmapped_area`` puts its whole
-    span (top-down below mmap_base), later segments MAP_FIXED after it; returns its load address."""
-    total_size = total_mapping_size(interp.phdrs)
-    if not total_size:
-        raise os_error(errno.EINVAL)
-    load_addr = 0
-    load_addr_set = False
-    for p in interp.loads:
-        elf_type = abi.MAP_PRIVATE
-        vaddr = p.p_vaddr
-        if interp.e_type == "ET_EXEC" or load_addr_set:
-            elf_type |= abi.MAP_FIXED
-        elif no_base and interp.e_type == "ET_DYN":
-            load_addr = (-vaddr) & _MASK64
-        map_addr = elf_load(task, interp.file, (load_addr + vaddr) & _MASK64, p, make_prot(p.p_flags),
-                            elf_type, total_size)
-        total_size = 0
-        if not load_addr_set and interp.e_type == "ET_DYN":
-            load_addr = (map_addr - _page_start(vaddr)) & _MASK64
-            load_addr_set = True
-        _check_segment(p, (load_addr + p.p_vaddr) & _MASK64)
-    return load_addr
-
-
-def map_vdso(task: Task) -> None:
-    """``map_vdso`` (arch/x86/entry/vdso/vma.c): one top-down ``get_unmapped_area`` for the data
-    pages and the image together; ``[vvar]``, ``[vvar_vclock]`` then ``[vdso]`` from its start."""
-    mm = task.mm
-    total = sum(size for _, size in VDSO_LAYOUT)
-    addr = mm.get_unmapped_area(None, 0, total, 0, 0)
-    for name, size in VDSO_LAYOUT:
-        vma = Vma(addr, addr + size, 0, _SPECIAL_FLAGS[name], special=name, anonymous=False)
-        mm.insert_vma(vma)
-        mm.account_vma(vma, +1)
-        addr += size
+def remove_arg_zero(mm: MemoryManager, p: int) -> int:
+    """``remove_arg_zero``: ``bprm->p`` moves past argv[0]'s string (the stack keeps its pages)."""
+    return p + strlen_user(mm, p) + 1
 
 
 # --- execve ---------------------------------------------------------------------------------------
 
 
-def _open_image(task: Task, path: str, error: int) -> ElfImage:
-    file = open_exec(task, path)
-    ehdr = read_ehdr(file.inode, error)
-    if ehdr["e_type"] not in ("ET_EXEC", "ET_DYN"):
-        raise os_error(error)
-    phdrs = load_elf_phdrs(file.inode, ehdr)
-    if phdrs is None:
-        raise os_error(error)
-    return ElfImage(file, ehdr["e_type"], ehdr["e_entry"], ehdr["e_phoff"], phdrs)
-
-
-def _interpreter_path(image: ElfImage) -> str | None:
-    """The PT_INTERP string (ENOEXEC if its size is out of [2, PATH_MAX] or it is not
-    NUL-terminated)."""
-    for p in image.phdrs:
-        if p.p_type != "PT_INTERP":
-            continue
-        if p.p_filesz > PATH_MAX or p.p_filesz < 2:
-            raise os_error(errno.ENOEXEC)
-        raw = elf_read(image.file.inode, p.p_filesz, p.p_offset)
-        if raw[-1] != 0:
-            raise os_error(errno.ENOEXEC)
-        return os.fsdecode(raw[:-1].split(b"\0")[0])
-    return None
-
-
-def _script_check(inode: Inode) -> None:
-    if inode.read(2, 0) == b"#!":
-        raise NotImplementedError("exec of #! scripts (binfmt_script) is not modelled")
-
-
 def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
               envp: Sequence[str | bytes]) -> None:
-    """``do_execveat_common`` → ``bprm_execve`` → ``load_elf_binary`` for ``task``: its address
+    """``do_execveat_common`` → ``bprm_execve`` → ``exec_binprm`` for ``task``: its address
     space is replaced by the new program's as Linux lays it out at the first instruction.
 
     Errors before the point of no return (``begin_new_exec``) raise OSError and leave the task as
     it was; an error after it kills the task (SIGSEGV, as ``force_fatal_sig``) and raises
     ProcessGone."""
+    from vmkit.sim.binfmt_elf import load_elf_binary, prepare
+    from vmkit.sim.binfmt_script import parse_script
+
     kernel = task.kernel
     if kernel.aslr:
         raise NotImplementedError("exec with ASLR on (randomised load bias, stack, vdso and brk) is not modelled")
@@ -524,19 +227,29 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
     saved = task.mm
     task.mm = mm  # get_arg_page grows the new stack under the caller's limits
     try:
-        stack, p = build_stack(task, mm, os.fsencode(path), bargv, benvp)
+        stack, p, argmin = build_stack(task, mm, os.fsencode(path), bargv, benvp)
     finally:
         task.mm = saved
-    _script_check(image_file.inode)
-    image = _open_image(task, spath, errno.ENOEXEC)
-    interp_path = _interpreter_path(image)
-    executable_stack = EXSTACK_DEFAULT
-    for ph in image.phdrs:
-        if ph.p_type == "PT_GNU_STACK":
-            executable_stack = EXSTACK_ENABLE_X if ph.p_flags & PF_X else EXSTACK_DISABLE_X
-    interp = None
-    if interp_path is not None:
-        interp = _open_image(task, interp_path, errno.ELIBBAD)
+    argc = max(len(bargv), 1)
+    # exec_binprm: binfmt_script rewrites argv and restarts with the interpreter (5 rewrites)
+    interp_name = os.fsencode(path)
+    for _ in range(MAX_DEPTH):
+        script = parse_script(image_file.inode.read(BINPRM_BUF_SIZE, 0).ljust(BINPRM_BUF_SIZE, b"\0"))
+        if script is None:
+            break
+        i_name, i_arg = script
+        p = remove_arg_zero(mm, p)
+        for s in (interp_name, i_arg, i_name):
+            if s is not None:
+                p = copy_string(mm, p, argmin, s)
+        argc += 1 + (i_arg is not None)
+        interp_name = i_name
+        if not i_name:  # open_exec(""): a kernel path walk of "" ends at the cwd, a directory
+            raise os_error(errno.EACCES)
+        image_file = open_exec(task, os.fsdecode(i_name))
+    else:
+        raise os_error(errno.ELOOP)
+    prepared = prepare(task, image_file)
     # --- begin_new_exec: the point of no return ---
     old = task.mm
     task.mm = mm
@@ -545,66 +258,10 @@ def do_execve(task: Task, path: str | bytes, argv: Sequence[str | bytes],
         del task.fds[fd]
     task.dumpable = True
     try:
-        _load(task, image, interp, stack, p, executable_stack)
+        load_elf_binary(task, prepared, stack, p, os.fsencode(path), argc, len(benvp))
     except OSError:
         kernel.exit_task(task, 11)
         raise ProcessGone(f"process {task.pid} was killed by SIGSEGV: exec failed after the point of no return") from None
 
 
-def _load(task: Task, image: ElfImage, interp: ElfImage | None, stack: Vma, p: int,
-          executable_stack: int) -> None:
-    """``load_elf_binary`` from ``setup_new_exec`` on."""
-    kernel = task.kernel
-    mm = task.mm
-    mm.mmap_base = kernel.mmap_base(task.rlimit_cur("RLIMIT_STACK"))  # arch_pick_mmap_layout
-    setup_arg_pages(task, mm, stack, executable_stack)
-    elf_brk = 0
-    load_bias = 0
-    first = True
-    for ph in image.loads:
-        prot = make_prot(ph.p_flags)
-        flags = abi.MAP_PRIVATE
-        vaddr = ph.p_vaddr
-        total_size = 0
-        if not first:
-            flags |= abi.MAP_FIXED
-        elif image.e_type == "ET_EXEC":
-            flags |= abi.MAP_FIXED_NOREPLACE
-        elif image.e_type == "ET_DYN":
-            total_size = total_mapping_size(image.phdrs)
-            if not total_size:
-                raise os_error(errno.EINVAL)
-            alignment = maximum_alignment(image.phdrs)
-            if interp is not None:
-                load_bias = ELF_ET_DYN_BASE
-                if alignment:
-                    load_bias &= ~(alignment - 1)
-                flags |= abi.MAP_FIXED_NOREPLACE
-            elif alignment > ELF_MIN_ALIGN:
-                load_bias = elf_load(task, image.file, 0, ph, prot, flags, total_size)
-                mm.munmap_range(load_bias, load_bias + _page_align(total_size))
-                if alignment:
-                    load_bias &= ~(alignment - 1)
-                flags |= abi.MAP_FIXED_NOREPLACE
-            else:
-                load_bias = 0
-            load_bias = _page_start((load_bias - vaddr) & _MASK64)
-        error = elf_load(task, image.file, (load_bias + vaddr) & _MASK64, ph, prot, flags, total_size)
-        if first:
-            first = False
-            if image.e_type == "ET_DYN":
-                load_bias = (load_bias + error - _page_start((load_bias + vaddr) & _MASK64)) & _MASK64
-        _check_segment(ph, ph.p_vaddr)
-        elf_brk = max(elf_brk, ph.p_vaddr + ph.p_memsz)
-    elf_brk = (elf_brk + load_bias) & _MASK64
-    if interp is not None:
-        load_elf_interp(task, interp, load_bias)
-    map_vdso(task)
-    # no CONFIG_COMPAT_BRK: a static PIE's break starts at ELF_ET_DYN_BASE even without ASLR
-    if image.e_type == "ET_DYN" and interp is None:
-        elf_brk = ELF_ET_DYN_BASE
-    mm.start_brk = mm.brk = _page_align(elf_brk)
-    mm.start_stack = p
-
-
-__all__ = ["ELF_ET_DYN_BASE", "STACK_TOP", "do_execve", "headers_extent", "open_exec"]
+__all__ = ["STACK_TOP", "do_execve", "open_exec", "setup_arg_pages"]

@@ -20,7 +20,7 @@ import errno
 import itertools
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from vmkit.errors import os_error
@@ -395,7 +395,7 @@ class FileSystem:
         raise os_error(errno.ELOOP, path)
 
 
-class LazyDisk(dict):  # type: ignore[type-arg]
+class LazyDisk(dict[int, bytes]):
     """The disk of a file whose clean pages come from a loader on first use (pages ``< npages``;
     the rest are holes).  A page once loaded, written back or dropped is an ordinary entry."""
 
@@ -424,7 +424,7 @@ class LazyDisk(dict):  # type: ignore[type-arg]
     def __contains__(self, index: object) -> bool:
         return isinstance(index, int) and self._fill(index)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[int]:
         loaded = set(dict.keys(self))
         lazy = (i for i in range(self._npages) if i not in self._gone and i not in loaded)
         return iter([*loaded, *lazy])

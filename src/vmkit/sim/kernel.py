@@ -13,12 +13,17 @@ import itertools
 import random
 import resource
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vmkit.errors import ProcessGone, os_error
 from vmkit.flags import CAPABILITIES, PAGE_SIZE, TASK_SIZE, page_align
 from vmkit.sim.fs import FileSystem, OpenFile
 from vmkit.sim.mm import MemoryManager
+
+if TYPE_CHECKING:
+    from vmkit.sim.process import SimProcess
 
 RLIM_INFINITY = (1 << 64) - 1
 _RLIMIT_NAMES = {
@@ -237,7 +242,8 @@ class Kernel:
         build_layout(task, maps, brk)
         return SimProcess(task)
 
-    def exec(self, path: str | bytes, argv, envp):  # type: ignore[no-untyped-def]
+    def exec(self, path: str | bytes, argv: Sequence[str | bytes],
+             envp: Sequence[str | bytes]) -> SimProcess:
         """A new process (stdin, stdout, stderr on /dev/null, like :meth:`spawn`) whose address
         space is that of ``path`` executed with ``argv`` and ``envp`` (:mod:`vmkit.sim.exec`).
         Raises OSError with execve's errno, leaving no process behind."""

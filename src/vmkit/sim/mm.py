@@ -71,6 +71,9 @@ class MemoryManager:
         self.start_brk = 0
         self.brk = 0
         self.start_stack = 0
+        #: ``start_code``/``end_code``: the executable's text (set by exec; VmExe in status).
+        self.start_code = 0
+        self.end_code = 0
         self.mmap_base = kernel.mmap_base()
         self.mmap_legacy_base = kernel.mmap_legacy_base()
         self.topdown = not kernel.legacy_va_layout
@@ -829,7 +832,7 @@ class MemoryManager:
         become copy-on-write in both; WIPEONFORK ranges start empty."""
         from vmkit.sim.vmflags import VM_DONTCOPY, VM_WIPEONFORK
 
-        for attr in ("start_brk", "brk", "start_stack", "mmap_base", "mmap_legacy_base", "topdown",
+        for attr in ("start_brk", "brk", "start_stack", "start_code", "end_code", "mmap_base", "mmap_legacy_base", "topdown",
                      "vsyscall"):
             setattr(child, attr, getattr(self, attr))
         frames = pool()

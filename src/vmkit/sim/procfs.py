@@ -130,7 +130,10 @@ def status(task: Task) -> dict[str, str]:
                 rss_shmem += 4
             else:
                 rss_file += 4
-    exec_kb = 0
+    # task_mem: text = PAGE_ALIGN(end_code) - (start_code & PAGE_MASK), at most exec_vm; the rest
+    # of the executable mappings is VmLib
+    text = ((mm.end_code + 4095) & ~4095) - (mm.start_code & ~4095)
+    exec_kb = min(text & ((1 << 64) - 1), mm.exec_vm << 12) >> 10
     lib = (mm.exec_vm << 2) - exec_kb
     kb = lambda n: f"{n} kB"  # noqa: E731
     cred = task.cred
