@@ -212,3 +212,22 @@ def test_calls_in_flight_in_other_threads_may_have_taken_effect_first(tmp_path: 
     report = Replay(host_binaries=False).run(list(parse("\n".join(racy) + "\n")))
     assert report.disagreements == []
     assert report.per_syscall["munmap"] == [2, 2] and report.per_syscall["mmap"][0] == report.per_syscall["mmap"][1]
+
+
+@pytest.mark.skipif(STRACE is None, reason="strace is not installed (apt-get install strace)")
+def test_model_maps_after_replay_equal_what_the_program_read_of_its_own(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`cat /proc/self/maps` under `vmkit record`: the model's maps, replayed up to the moment cat
+    read the file (after its buffer mmap), are byte-for-byte what the kernel showed cat — file
+    mappings with their real device and inode (from the trace's stat lines) and path."""
+    trace, shown = tmp_path / "cat.trace", tmp_path / "maps.txt"
+    with shown.open("wb") as out:
+        assert record.record([_first("cat") or "cat", "/proc/self/maps"], trace, stdout=out,
+                             stderr=subprocess.DEVNULL) == 0
+    lines = trace.read_text().splitlines()
+    opened = next(i for i, line in enumerate(lines) if ' openat(' in line and '"/proc/self/maps"' in line)
+    read_at = next(i for i in range(opened, len(lines)) if " munmap(" in lines[i] or " close(3" in lines[i])
+    pid = int(lines[opened].split()[0])
+    assert cli(["maps", str(trace), "--pid", str(pid), "--line", str(read_at)]) == 0
+    printed = capsys.readouterr().out.split("\n", 1)[1]
+    assert printed == shown.read_text()

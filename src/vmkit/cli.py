@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     maps = commands.add_parser("maps", help="replay a trace and print the model's /proc/PID/maps at its end")
     maps.add_argument("trace", metavar="TRACE")
-    maps.add_argument("--pid", type=int, help="the traced pid (default: every process still alive)")
+    maps.add_argument("--pid", type=int, help="the traced pid (default: every process)")
+    maps.add_argument("--line", type=int, help="stop after the calls that completed up to this line of the trace")
     args = parser.parse_args(argv)
     if args.command == "tour":
         return tour.run(out=sys.stdout)
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "maps":
         from vmkit.trace import cli_replay
 
-        return cli_replay.maps(args.trace, args.pid)
+        return cli_replay.maps(args.trace, args.pid, args.line)
     if args.command == "record":
         from vmkit.trace import record as recorder
 

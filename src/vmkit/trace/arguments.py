@@ -10,7 +10,7 @@ import struct
 from typing import Any
 
 from vmkit import flags as vmflags
-from vmkit.trace.strace_values import Changed, Commented, Fd, Flags, Named, Shift, Struct, Symbol
+from vmkit.trace.strace_values import Call, Changed, Commented, Fd, Flags, Named, Shift, Struct, Symbol
 
 _CLONE = {
     "CLONE_VM": 0x100, "CLONE_FS": 0x200, "CLONE_FILES": 0x400, "CLONE_SIGHAND": 0x800,
@@ -112,12 +112,20 @@ def symbol_name(value: Any) -> str | None:
     return None
 
 
-def stat_size(value: Any) -> int | None:
-    """``st_size`` (or statx's ``stx_size``) of a printed stat structure."""
-    if isinstance(value, Struct):
-        for key in ("st_size", "stx_size"):
-            if key in value:
-                return to_int(value[key])
+def stat_facts(value: Any) -> tuple[int, tuple[int, int] | None, int | None] | None:
+    """(size, (major, minor), inode) of a printed stat (``st_*``) or statx (``stx_*``) structure."""
+    if not isinstance(value, Struct):
+        return None
+    if "st_size" in value:
+        dev = value.get("st_dev")
+        device = tuple(to_int(a) for a in dev.args) if isinstance(dev, Call) and dev.name == "makedev" else None
+        ino = value.get("st_ino")
+        return to_int(value["st_size"]), device, None if ino is None else to_int(ino)  # type: ignore[return-value]
+    if "stx_size" in value:
+        major, minor = value.get("stx_dev_major"), value.get("stx_dev_minor")
+        ino = value.get("stx_ino")
+        device = (to_int(major), to_int(minor)) if major is not None and minor is not None else None
+        return to_int(value["stx_size"]), device, None if ino is None else to_int(ino)
     return None
 
 

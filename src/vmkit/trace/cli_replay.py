@@ -22,7 +22,7 @@ def _load(path: str) -> list[Event] | None:
     return None
 
 
-def _run(replay: Replay, events: list[Event]) -> bool:
+def _run(replay: Replay, events: list[Event], stop_after: int | None = None) -> bool:
     progress: Callable[[int], None] | None = None
     bar = None
     if len(events) >= PROGRESS_FROM and sys.stderr.isatty():
@@ -33,7 +33,7 @@ def _run(replay: Replay, events: list[Event]) -> bool:
         bar.start()
         progress = lambda done: bar.update(task, completed=done)  # noqa: E731
     try:
-        replay.run(events, progress)
+        replay.run(events, progress, stop_after)
     except ReplayError as error:
         print(f"vmkit: {error}", file=sys.stderr)
         return False
@@ -57,12 +57,12 @@ def replay(path: str, *, as_json: bool = False, show_all: bool = False, host_bin
     return 1 if run.report.disagreements else 0
 
 
-def maps(path: str, pid: int | None) -> int:
+def maps(path: str, pid: int | None, line: int | None = None) -> int:
     events = _load(path)
     if events is None:
         return 2
     run = Replay(path=path, keep_exited=True)
-    if not _run(run, events):
+    if not _run(run, events, line):
         return 2
     shown = 0
     for traced_pid, model in run.last_models().items():

@@ -152,7 +152,7 @@ def images_for(paths: Iterable[str], cwd: str) -> list[dict[str, Any]]:
             continue  # the replay reports an exec of an unknown binary
         head, interp = _head_and_interpreter(data)
         images[path] = {
-            "path": path, "size": st.st_size, "dev": [os.major(st.st_dev), os.minor(st.st_dev)],
+            "path": path, "realpath": os.path.realpath(host), "size": st.st_size, "dev": [os.major(st.st_dev), os.minor(st.st_dev)],
             "ino": st.st_ino, "mode": st.st_mode, "head": base64.b64encode(head).decode(),
         }
         if interp:

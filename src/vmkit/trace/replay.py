@@ -212,17 +212,24 @@ class Replay:
         #: The trace was made with ``strace -y`` (fds carry their paths).
         self.fd_paths_shown = False
         self._images_loaded: set[str] = set()
-        self._sizes: dict[str, int] = {}
+        #: path -> (size, (major, minor), inode) from the trace's stat lines.
+        self._stats: dict[str, tuple[int, tuple[int, int] | None, int | None]] = {}
+        #: Paths of the stand-in files the replay made (their size follows the trace).
+        self._files_made: set[str] = set()
 
     # --- driving -----------------------------------------------------------------------------------
 
-    def run(self, events: list[Event], progress: Callable[[int], None] | None = None) -> Report:
+    def run(self, events: list[Event], progress: Callable[[int], None] | None = None,
+            stop_after: int | None = None) -> Report:
+        """Replays ``events`` (all of them, or those that completed up to line ``stop_after``)."""
         started = time.perf_counter()
         self._prescan(events)
         self._events = events
         for index, event in enumerate(events):
             if index in self._applied_early:
                 continue
+            if stop_after is not None and getattr(event, "lineno", 0) > stop_after:
+                break
             self._index = index
             if isinstance(event, Syscall):
                 self._syscall(event)
@@ -376,13 +383,21 @@ class Replay:
         if image is not None:
             head = base64.b64decode(image["head"])
             major, minor = image["dev"]
-            self.kernel.fs.add_image(path, image["size"], head, dev=(major, minor), ino=image["ino"],
-                                     mode=image["mode"] & 0o7777)
+            real = _normal(image.get("realpath") or path)
+            if real not in self.kernel.fs.entries:
+                self.kernel.fs.add_image(real, image["size"], head, dev=(major, minor), ino=image["ino"],
+                                         mode=image["mode"] & 0o7777)
+            if real != path:  # /lib64/ld-linux-x86-64.so.2 -> /usr/lib/...: maps shows the target
+                self.kernel.fs.symlink(real, path)
             self._images_loaded.add(path)
             interp = arguments.elf_interpreter(head)
             return self._load_image(_normal(interp)) if interp else ""
         if self.host_binaries and os.path.isfile(path):
-            self.kernel.fs.import_host(path)
+            real = os.path.realpath(path)
+            if real not in self.kernel.fs.entries:
+                self.kernel.fs.import_host(real)
+            if real != path:
+                self.kernel.fs.symlink(real, path)
             self._note(f"{path} was read from this machine (the trace carries no image of it)")
             self._images_loaded.add(path)
             with open(path, "rb") as f:
@@ -570,7 +585,11 @@ class Replay:
             raise _Unverifiable(f"mapping of {info.path}, which the model has no counterpart for")
         inode = self.kernel.fs.entries.get(path)
         if inode is None:
-            inode = self.kernel.fs.add_file(path, self._sizes.get(path, 0))
+            size, dev, ino = self._stats.get(path, (0, None, None))
+            inode = self.kernel.fs.add_file(path, size)
+            if dev is not None and ino is not None:  # maps then shows the real device and inode
+                inode.dev, inode.ino = f"{dev[0]:02x}:{dev[1]:02x}", ino
+            self._files_made.add(path)
         return OpenFile(inode, info.flags)
 
     def _open(self, tid: Tid, call: Syscall, path_arg: Any, flags_arg: Any) -> None:
@@ -578,12 +597,16 @@ class Replay:
         path = arguments.result_path(call) or _text(path_arg, call)
         tid.fds[fd] = FdInfo(path, arguments.open_flags(flags_arg))
 
-    def _size(self, path: str | None, size: int) -> None:
-        if path:
-            self._sizes[path] = size
-            inode = self.kernel.fs.entries.get(path)
-            if inode is not None and getattr(inode, "kind", "") == "reg" and not getattr(inode, "read_only", False):
-                inode.size = size
+    def _stat(self, path: str | None, size: int, dev: tuple[int, int] | None = None,
+              ino: int | None = None) -> None:
+        """What a stat line (or ftruncate) says of a file: the model's stand-in gets its size, and
+        its device and inode for maps."""
+        if not path:
+            return
+        _, old_dev, old_ino = self._stats.get(path, (0, None, None))
+        self._stats[path] = (size, dev or old_dev, ino or old_ino)
+        if path in self._files_made:
+            self.kernel.fs.entries[path].size = size
 
 
 class _Unverifiable(Exception):
@@ -833,19 +856,24 @@ def _on_pidfd_open(r: Replay, tid: Tid, call: Syscall) -> None:
 
 
 def _on_stat(r: Replay, tid: Tid, call: Syscall) -> None:
-    """fstat/newfstatat/statx print st_size: the model's file gets the same size."""
+    """fstat/newfstatat/statx print st_size, st_dev and st_ino: the model's file gets them."""
     for arg in call.args:
-        size = arguments.stat_size(arg)
-        if size is not None:
-            path = arguments.fd_path(call.args[0])
-            if path is None and len(call.args) > 1 and isinstance(call.args[1], bytes) and call.args[1]:
-                path = os.fsdecode(call.args[1])
-            r._size(path, size)
-            return
+        facts = arguments.stat_facts(arg)
+        if facts is None:
+            continue
+        base = arguments.fd_path(call.args[0])
+        name = call.args[1] if call.name != "fstat" and len(call.args) > 1 else b""
+        if isinstance(name, bytes) and name:
+            name_text = os.fsdecode(name)
+            path = name_text if name_text.startswith("/") or base is None else os.path.join(base, name_text)
+        else:
+            path = base
+        r._stat(path and os.path.normpath(path), *facts)
+        return
 
 
 def _on_ftruncate(r: Replay, tid: Tid, call: Syscall) -> None:
-    r._size(arguments.fd_path(call.args[0]), _int(call.args[1], call))
+    r._stat(arguments.fd_path(call.args[0]), _int(call.args[1], call))
 
 
 def _on_prlimit64(r: Replay, tid: Tid, call: Syscall) -> None:
