@@ -119,6 +119,14 @@ class Struct(dict[Any, Any]):
 
     elided: bool = False
 
+    def __eq__(self, other: object) -> bool:
+        return dict.__eq__(self, other) is True and getattr(other, "elided", False) == self.elided
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"Struct({dict.__repr__(self)}{', elided' if self.elided else ''})"
 
@@ -242,8 +250,9 @@ class _Parser:
     def peek(self, text: str) -> bool:
         return self.s.startswith(text, self.pos)
 
-    def items(self, close: str, what: str) -> list[Any]:
-        """Members up to ``close``, separated by ``, `` or by spaces (strace's sets)."""
+    def items(self, close: str, what: str, spaces: bool = True) -> list[Any]:
+        """Members up to ``close``, separated by ``, `` or (``spaces``) by spaces: strace's sets
+        ``[INT TERM]``, termios ``{B38400 opost isig ...}``."""
         out: list[Any] = []
         self.skip()
         if self.peek(close):
@@ -262,12 +271,12 @@ class _Parser:
             if c == ",":
                 self.pos += 1
                 self.skip()
-            elif self.pos == start:
+            elif self.pos == start or not spaces:
                 raise self.fail(f"expected ',' or '{close}' in {what}")
 
     def args(self) -> tuple[Any, ...]:
         """An argument list after its ``(``, through the matching ``)``."""
-        return tuple(self.items(")", "argument list"))
+        return tuple(self.items(")", "argument list", spaces=False))
 
     def value(self) -> Any:
         v = self.operand()
@@ -467,8 +476,12 @@ _SIMPLE_INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _SIMPLE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:0x[0-9a-fA-F]+|[0-9]+)(?:<<[A-Za-z_][A-Za-z0-9_]*)?")
 
 
+_SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>")
+
+
 def simple_value(text: str) -> Any:
-    """The fast path for the common argument shapes (a number, ``NULL``, a name, a ``|`` chain);
+    """The fast path for the common argument shapes (a number, ``NULL``, a name, a ``|`` chain, a
+    ``-y`` descriptor without ``-yy``'s device suffix);
     None when ``text`` needs the full grammar. Results are cached: they are immutable."""
     v = _SIMPLE_CACHE.get(text)
     if v is not None:
@@ -477,6 +490,14 @@ def simple_value(text: str) -> Any:
         v = parse_int(text)
     elif _SIMPLE_NAME.fullmatch(text):
         v = 0 if text == "NULL" else Symbol(text)
+    elif "<" in text and "<<" not in text:
+        m = _SIMPLE_FD.fullmatch(text)
+        if m is None:
+            return None
+        fd, path = m.groups()
+        if "\\" in path:
+            path = decode_string(path).decode("utf-8", "surrogateescape")
+        v = Fd(Symbol(fd) if fd == "AT_FDCWD" else int(fd), path)
     elif "|" in text or "<<" in text:
         parts: list[str | int | Shift] = []
         for part in text.split("|"):
