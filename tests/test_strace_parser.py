@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vmkit.trace import (
-    Call, Changed, Comment, Commented, Complement, Exit, Expr, Fd, Flags, Named, Shift, Signal, Struct,
+    Call, Changed, Comment, Commented, Complement, Exit, Expr, Fd, Flags, Indexed, Named, Shift, Signal, Struct,
     Symbol, Syscall, TraceError, TruncatedBytes, parse, parse_file,
 )
 from vmkit.trace.strace import Trace, _lines
@@ -269,6 +269,15 @@ def test_stderr_log() -> None:
     sa = at("stderr.log", 27)
     assert sa.args[1]["sa_mask"] == [Symbol("INT")]
     assert sa.args[2]["sa_mask"] == Complement((Symbol("KILL"), Symbol("STOP"), Symbol("RTMIN"), Symbol("RT_1")))
+
+
+def test_hex_escapes_and_indexed_array_elements() -> None:
+    rnd = at("stty_v.log", 1)
+    assert rnd.args == (b"\x6b\x38\x6a\x8d\xff\xce\xc9\x68", 8, Symbol("GRND_NONBLOCK"))
+    termios = at("stty_v.log", 4).args[2]
+    assert termios["c_line"] == Symbol("N_TTY")
+    assert termios["c_cc"][:2] == [Indexed(Symbol("VINTR"), 3), Indexed(Symbol("VQUIT"), 0x1C)]
+    assert parse_file(str(DATA / "stty_v.log")).has_pids is None
 
 
 # --- constructed input ---------------------------------------------------------------------------

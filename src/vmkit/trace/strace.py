@@ -116,7 +116,7 @@ Event = Union[Syscall, Signal, Exit, Comment]
 
 _LEAD = r"(?:(\d+) +|\[pid +(\d+)\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
 _FAST = re.compile(
-    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()/=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
+    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
     r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+\.\d+)>)?$")
 _FRAME = re.compile(_LEAD)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
@@ -198,8 +198,11 @@ class Trace:
         for lineno, line in enumerate(lines, 1):
             if carry is not None:
                 line, carry = carry + line, None
-            # The fast path: a whole call on one line, arguments without strings, structs, lists,
-            # comments or -y paths, result without a note other than an errno's.
+            # The fast path: a whole call on one line, arguments without strings, structs, lists
+            # or comments ('*' is excluded), each a number, a name, a|b|c or fd<path> (a path
+            # with ", " in it fails simple_value and takes the full grammar); a result with an
+            # errno or a -y path. strace escapes '<' and '>' in paths, so a ')' in a path cannot
+            # make this regex end the argument list early and still match to the end of the line.
             m = fast(line)
             if m is not None:
                 pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur = m.groups()

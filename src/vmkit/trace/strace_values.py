@@ -27,6 +27,7 @@ The values:
 - ``value /* text */`` -> :class:`Commented` (``0x7ffe... /* 20 vars */``, timestamps in ``-v`` stat
   structs);
 - ``name=value`` outside a struct (``clone(child_stack=NULL, flags=...)``) -> :class:`Named`;
+  ``[INDEX]=value`` (an array element with its index, ``c_cc=[[VINTR]=0x3, ...]``) -> :class:`Indexed`;
 - ``makedev(0x1, 0x3)``, ``htons(80)``, ``WIFEXITED(s)`` -> :class:`Call`;
 - ``a && b``, ``x == y``, ``A or B`` (ioctl names), ``&name`` -> :class:`Expr`;
 - ``before => after`` (values a call changed) -> :class:`Changed`;
@@ -161,6 +162,14 @@ class Named:
 
 
 @dataclass(frozen=True)
+class Indexed:
+    """``[VINTR]=0x3``: an array element with its index (``c_cc=[[VINTR]=0x3, ...]``)."""
+
+    index: Any
+    value: Any
+
+
+@dataclass(frozen=True)
 class Call:
     """A function-call form strace prints: ``makedev(0x1, 0x3)``, ``htons(80)``, ``WIFEXITED(s)``."""
 
@@ -199,7 +208,7 @@ Value = Any
 
 _INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\?\?\?)?|\?\?\?")
-_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"')  # unrolled: no alternation per character
 _SPACE = re.compile(r" *")
 _COMMENT = re.compile(r"/\* ?(.*?) ?\*/")
 _UNKNOWN_NAME = re.compile(r"[A-Z0-9_]+_\?\?\?")
@@ -258,8 +267,18 @@ class _Parser:
         if self.peek(close):
             self.pos += 1
             return out
+        s = self.s
+        simple_item = _SIMPLE_ITEM.match
         while True:
-            out.append(self.value())
+            # most members are [name=]number, name, a|b|c, fd<path> or a whole string: one regex
+            m = simple_item(s, self.pos)
+            if m is not None:
+                key, text = m.groups()
+                v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
+                out.append(Named(key, v) if key else v)
+                self.pos = m.end()
+            else:
+                out.append(self.value())
             start = self.pos
             self.skip()
             if self.pos >= self.n:
@@ -369,7 +388,12 @@ class _Parser:
             return n
         if c == "[":
             self.pos = p + 1
-            return self.items("]", "list")
+            items = self.items("]", "list")
+            q = self.pos
+            if len(items) == 1 and s.startswith("=", q) and not s.startswith(("==", "=>"), q):
+                self.pos = q + 1
+                return Indexed(items[0], self.value())
+            return items
         if c == "{":
             self.pos = p + 1
             return self.struct()
@@ -421,25 +445,41 @@ class _Parser:
         return data
 
     def fd(self, fd: int | Symbol) -> Fd:
-        """``<path>`` after a descriptor; strace escapes ``<`` and ``>`` inside the path, and
-        ``-yy`` may append one nested ``<char M:N>``."""
-        s = self.s
+        """``<path>`` after a descriptor. strace escapes ``<`` and ``>`` inside a path; ``-yy``
+        socket details (``<UNIX-STREAM:[220268->220269]>``, ``<TCPv6:[[::1]:57993]>``,
+        ``<UNIX-STREAM:[220267,@"name"]>``) are bracketed and may hold ``->`` and quoted names;
+        ``-yy`` may append one nested ``<char M:N>`` device suffix."""
+        s, n = self.s, self.n
         start = self.pos + 1
         i = start
-        while i < self.n and s[i] != "<" and s[i] != ">":
+        depth = 0
+        while i < n:
+            c = s[i]
+            if c == "[":
+                depth += 1
+            elif c == "]":
+                depth -= 1
+            elif c == '"':
+                m = _STRING.match(s, i)
+                if m is None:
+                    raise self.fail("unterminated string in a descriptor's annotation", i)
+                i = m.end()
+                continue
+            elif depth <= 0 and (c == ">" or c == "<"):
+                break
             i += 1
-        if i >= self.n:
+        if i >= n:
             raise self.fail("unclosed '<' after a descriptor")
         path = s[start:i]
         dev = None
         if s[i] == "<":
             j = s.find(">", i)
-            if j < 0 or j + 1 >= self.n or s[j + 1] != ">":
+            if j < 0 or j + 1 >= n or s[j + 1] != ">":
                 raise self.fail("unclosed '<' after a descriptor")
             dev = s[i + 1:j]
             i = j + 1
         self.pos = i + 1
-        if "\\" in path:
+        if "\\" in path and '"' not in path:
             path = decode_string(path).decode("utf-8", "surrogateescape")
         return Fd(fd, path, dev)
 
@@ -477,6 +517,13 @@ _SIMPLE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:0x[0-9a-fA-F]+|[0-9]+)(?
 
 
 _SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>")
+_SIMPLE_ITEM = re.compile(
+    r"(?:([A-Za-z_][A-Za-z0-9_]*)=)?"
+    r"(-?(?:0x[0-9a-fA-F]+|[0-9]+)(?![<*])"
+    r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>"
+    r"|[A-Za-z_][A-Za-z0-9_]*(?:\|(?:[A-Za-z_][A-Za-z0-9_]*|0x[0-9a-fA-F]+|[0-9]+))*(?![(<=])"
+    r'|"[^"\\]*(?:\\.[^"\\]*)*"(?!\.\.\.))'
+    r"(?=, |[\]})])")
 
 
 def simple_value(text: str) -> Any:

@@ -26,3 +26,5 @@ run python_full -f -e trace=%memory,%process,%file,%desc -y -v -s 4096 -o "$out/
     python3 -c 'import threading; t = threading.Thread(target=print); t.start(); t.join()' >/dev/null
 # strace writing to stderr ([pid N] prefixes, "strace: Process N attached" inside lines)
 env -i PATH=/usr/bin:/bin setarch -R strace -f -tt sh -c 'ls / >/dev/null & wait' 2>"$out/stderr.log"
+# a terminal for stty (script gives it a pty): -v termios with [VINTR]=0x3 array elements
+script -qc "env -i PATH=/usr/bin:/bin strace -v -o '$out/stty_v.log' stty -a" /dev/null >/dev/null
