@@ -193,17 +193,18 @@ class Trace:
         new = object.__new__
         args_cache: dict[str, tuple[Value, ...]] = {"": ()}  # argument texts repeat: mmap(NULL, 8192, ...
         args_get = args_cache.get
-        lineno = 0
+        lineno = carry_lineno = 0
         seen_pid = False
         for lineno, line in enumerate(lines, 1):
+            first = lineno  # the line the text starts on
             if carry is not None:
-                line, carry = carry + line, None
+                line, carry, first = carry + line, None, carry_lineno
             # The fast path: a whole call on one line, arguments without strings, structs, lists
             # or comments ('*' is excluded), each a number, a name, a|b|c or fd<path> (a path
             # with ", " in it fails simple_value and takes the full grammar); a result with an
             # errno or a -y path. strace escapes '<' and '>' in paths, so a ')' in a path cannot
             # make this regex end the argument list early and still match to the end of the line.
-            m = fast(line)
+            m = fast(line) if first == lineno else None
             if m is not None:
                 pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur = m.groups()
                 args: tuple[Value, ...] | None = args_get(argtext)
@@ -254,16 +255,17 @@ class Trace:
                 continue
             i = line.find("strace: Process ")
             if i > 0 and _MIDLINE_MESSAGE.match(line, i):
-                carry = line[:i]
+                carry, carry_lineno = line[:i], first
                 continue
-            yield from self._slow(line, lineno, pending)
+            yield from self._slow(line, lineno, pending, first)
             seen_pid = bool(self.has_pids)
         if carry is not None:
-            yield from self._slow(carry, lineno, pending)
+            yield from self._slow(carry, lineno, pending, carry_lineno)
         for pid in list(pending):
             yield self._unfinished(pid, pending.pop(pid))
 
-    def _slow(self, line: str, lineno: int, pending: dict[int, _Pending]) -> Iterator[Event]:
+    def _slow(self, line: str, lineno: int, pending: dict[int, _Pending], first: int) -> Iterator[Event]:
+        """Any line; ``first`` is the line it started on when strace broke it with a message."""
         fm = _FRAME.match(line)
         assert fm is not None  # every part of the leader is optional
         pid_s = fm.group(1) or fm.group(2)
@@ -294,13 +296,13 @@ class Trace:
                 if pid in pending:
                     raise self._error(lineno, line, f"a second call started by pid {pid} while "
                                       f"{pending[pid].name} from line {pending[pid].lineno} is unfinished")
-                p = _Pending(lineno, cm.group(1), prefix, t, line)
+                p = _Pending(first, cm.group(1), prefix, t, line)
                 if unfinished:
                     pending[pid] = p
                 else:
                     yield self._unfinished(pid, p)
             else:
-                yield self._complete(line, lineno, at, body, pid, t, t, lineno, line, 0)
+                yield self._complete(line, lineno, at, body, pid, t, t, first, line, 0)
 
     def _complete(self, line: str, lineno: int, at: int, text: str, pid: int, t: float | None,
                   end_t: float | None, start_lineno: int, start_line: str, split: int) -> Syscall:
