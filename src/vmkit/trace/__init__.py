@@ -4,13 +4,13 @@ from pathlib import Path
 
 from vmkit.trace.strace import Comment, Event, Exit, Signal, Syscall, Trace, TraceError, parse, parse_file
 from vmkit.trace.strace_values import (
-    Call, Changed, Commented, Complement, Expr, Fd, Flags, Interrupted, Named, Shift, Struct, Symbol,
+    Call, Changed, Commented, Complement, Expr, Fd, Flags, Indexed, Interrupted, Named, Shift, Struct, Symbol,
     TruncatedBytes, Value,
 )
 
 __all__ = [
     "Call", "Changed", "Comment", "Commented", "Complement", "Event", "Exit", "Expr", "Fd", "Flags",
-    "Interrupted", "Named", "Shift", "Signal", "Struct", "Symbol", "Syscall", "Trace", "TraceError",
+    "Indexed", "Interrupted", "Named", "Shift", "Signal", "Struct", "Symbol", "Syscall", "Trace", "TraceError",
     "TruncatedBytes", "Value", "parse", "parse_file",
 ]
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Union
 
-from vmkit.trace.strace_values import ValueSyntaxError, Value, parse_args, parse_value, simple_value
+from vmkit.trace.strace_values import _SIMPLE_CACHE, Value, ValueSyntaxError, parse_args, parse_value, simple_value
 
 
 class TraceError(ValueError):
@@ -116,8 +116,8 @@ Event = Union[Syscall, Signal, Exit, Comment]
 
 _LEAD = r"(?:(\d+) +|\[pid +(\d+)\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
 _FAST = re.compile(
-    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()<>/=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
-    r"(?: (E[A-Z0-9_]+) (\([^()]*\)))?(?: <(\d+\.\d+)>)?$")
+    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
+    r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+\.\d+)>)?$")
 _FRAME = re.compile(_LEAD)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
 _RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>(?:\(deleted\))?| \(.*\)| <unavailable>)?"
@@ -150,6 +150,10 @@ def _new(cls: type, fields: dict[str, Any]) -> Any:
     return obj
 
 
+def _no_match(line: str) -> None:
+    return None
+
+
 @dataclass
 class _Pending:
     lineno: int
@@ -166,10 +170,11 @@ class Trace:
     so far had a pid.
     """
 
-    def __init__(self, lines: Iterable[str], path: str | None = None) -> None:
+    def __init__(self, lines: Iterable[str], path: str | None = None, *, fast: bool = True) -> None:
+        """``fast=False`` sends every line through the full grammar (the tests compare both paths)."""
         self.path = path
         self.has_pids: bool | None = None
-        self._events = self._parse(lines)
+        self._events = self._parse(lines, _FAST.match if fast else _no_match)
 
     def __iter__(self) -> Iterator[Event]:
         return self._events
@@ -180,52 +185,65 @@ class Trace:
     def _error(self, lineno: int, line: str, what: str, column: int | None = None) -> TraceError:
         return TraceError(self.path, lineno, line.rstrip("\r\n"), what, column)
 
-    def _parse(self, lines: Iterable[str]) -> Iterator[Event]:
+    def _parse(self, lines: Iterable[str], fast: Any) -> Iterator[Event]:
         pending: dict[int, _Pending] = {}
         carry: str | None = None
-        fast = _FAST.match
         simple = simple_value
-        lineno = 0
+        cache_get = _SIMPLE_CACHE.get
+        new = object.__new__
+        args_cache: dict[str, tuple[Value, ...]] = {"": ()}  # argument texts repeat: mmap(NULL, 8192, ...
+        args_get = args_cache.get
+        lineno = carry_lineno = 0
         seen_pid = False
         for lineno, line in enumerate(lines, 1):
+            first = lineno  # the line the text starts on
             if carry is not None:
-                line, carry = carry + line, None
-            m = fast(line)
+                line, carry, first = carry + line, None, carry_lineno
+            # The fast path: a whole call on one line, arguments without strings, structs, lists
+            # or comments ('*' is excluded), each a number, a name, a|b|c or fd<path> (a path
+            # with ", " in it fails simple_value and takes the full grammar); a result with an
+            # errno or a -y path. strace escapes '<' and '>' in paths, so a ')' in a path cannot
+            # make this regex end the argument list early and still match to the end of the line.
+            m = fast(line) if first == lineno else None
             if m is not None:
-                pid_s, pid2, ts, name, argtext, res, err, note, dur = m.groups()
-                if pid_s is None:
-                    pid_s = pid2
-                if pid_s is not None and not seen_pid:
-                    seen_pid = self.has_pids = True
-                elif self.has_pids is None:
-                    self.has_pids = False
-                if argtext:
-                    args_l = []
+                pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur = m.groups()
+                args: tuple[Value, ...] | None = args_get(argtext)
+                if args is None:
+                    args_l: list[Value] | None = []
                     for a in argtext.split(", "):
-                        v = simple(a)
+                        v = cache_get(a)
                         if v is None:
-                            break
-                        args_l.append(v)
-                    else:
+                            if a[:2] == "0x":
+                                v = int(a, 16)
+                            else:
+                                v = simple(a)
+                                if v is None:
+                                    args_l = None
+                                    break
+                        args_l.append(v)  # type: ignore[union-attr]
+                    if args_l is not None:
                         args = tuple(args_l)
-                        t = _timestamp(ts) if ts else None
-                        yield _new(Syscall, {
-                            "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
-                            "result": None if res == "?" else int(res, 0) if res[:2] == "0x" else int(res),
-                            "errno": err, "lineno": lineno, "start_lineno": lineno,
-                            "text": line[m.start(4):m.end()], "time": t,
-                            "duration": float(dur) if dur else None, "result_note": note,
-                            "unfinished": False, "end_time": t})
-                        continue
-                else:
+                        if len(args_cache) > 100_000:
+                            args_cache.clear()
+                        args_cache[argtext] = args
+                if args is not None:
+                    if pid_s is None:
+                        pid_s = pid2
+                    if not seen_pid:
+                        if pid_s is not None:
+                            seen_pid = self.has_pids = True
+                        elif self.has_pids is None:
+                            self.has_pids = False
                     t = _timestamp(ts) if ts else None
-                    yield _new(Syscall, {
-                        "pid": int(pid_s) if pid_s else 0, "name": name, "args": (),
-                        "result": None if res == "?" else int(res, 0) if res[:2] == "0x" else int(res),
+                    ev = new(Syscall)
+                    ev.__dict__.update({
+                        "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
+                        "result": None if res == "?" else int(res, 16) if "x" in res else int(res),
                         "errno": err, "lineno": lineno, "start_lineno": lineno,
                         "text": line[m.start(4):m.end()], "time": t,
-                        "duration": float(dur) if dur else None, "result_note": note,
+                        "duration": float(dur) if dur else None, "result_note": note or fdnote,
                         "unfinished": False, "end_time": t})
+                    yield ev
                     continue
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -237,17 +255,17 @@ class Trace:
                 continue
             i = line.find("strace: Process ")
             if i > 0 and _MIDLINE_MESSAGE.match(line, i):
-                carry = line[:i]
+                carry, carry_lineno = line[:i], first
                 continue
-            yield from self._slow(line, lineno, pending)
-            if self.has_pids is None or (not seen_pid and self.has_pids):
-                seen_pid = bool(self.has_pids)
+            yield from self._slow(line, lineno, pending, first)
+            seen_pid = bool(self.has_pids)
         if carry is not None:
-            yield from self._slow(carry, lineno, pending)
+            yield from self._slow(carry, lineno, pending, carry_lineno)
         for pid in list(pending):
             yield self._unfinished(pid, pending.pop(pid))
 
-    def _slow(self, line: str, lineno: int, pending: dict[int, _Pending]) -> Iterator[Event]:
+    def _slow(self, line: str, lineno: int, pending: dict[int, _Pending], first: int) -> Iterator[Event]:
+        """Any line; ``first`` is the line it started on when strace broke it with a message."""
         fm = _FRAME.match(line)
         assert fm is not None  # every part of the leader is optional
         pid_s = fm.group(1) or fm.group(2)
@@ -278,13 +296,13 @@ class Trace:
                 if pid in pending:
                     raise self._error(lineno, line, f"a second call started by pid {pid} while "
                                       f"{pending[pid].name} from line {pending[pid].lineno} is unfinished")
-                p = _Pending(lineno, cm.group(1), prefix, t, line)
+                p = _Pending(first, cm.group(1), prefix, t, line)
                 if unfinished:
                     pending[pid] = p
                 else:
                     yield self._unfinished(pid, p)
             else:
-                yield self._complete(line, lineno, at, body, pid, t, t, lineno, line, 0)
+                yield self._complete(line, lineno, at, body, pid, t, t, first, line, 0)
 
     def _complete(self, line: str, lineno: int, at: int, text: str, pid: int, t: float | None,
                   end_t: float | None, start_lineno: int, start_line: str, split: int) -> Syscall:
@@ -381,11 +399,11 @@ class Trace:
         if info_text is not None:
             start = m.start(3)
             try:
-                info, end = parse_value(line, start)
+                info, end = parse_value(info_text)
             except ValueSyntaxError as e:
-                raise self._error(lineno, line, e.message, e.column + 1) from None
-            if end != m.end(3):
-                raise self._error(lineno, line, "unexpected text after the signal's siginfo", end + 1)
+                raise self._error(lineno, line, e.message, start + e.column + 1) from None
+            if end != len(info_text):
+                raise self._error(lineno, line, "unexpected text after the signal's siginfo", start + end + 1)
         return _new(Signal, {"pid": pid, "lineno": lineno, "name": stopped or name, "text": line[at:],
                              "info": info, "stopped": stopped is not None, "time": t})
 
@@ -395,7 +413,10 @@ def parse(text_or_lines: str | bytes | Iterable[str], path: str | None = None) -
     if isinstance(text_or_lines, bytes):
         text_or_lines = text_or_lines.decode("utf-8", "surrogateescape")
     if isinstance(text_or_lines, str):
-        text_or_lines = text_or_lines.splitlines()
+        # not splitlines(): that also splits at \v, \f and other separators inside a line
+        text_or_lines = text_or_lines.split("\n")
+        if text_or_lines and text_or_lines[-1] == "":
+            text_or_lines.pop()
     return Trace(text_or_lines, path)
 
 

@@ -27,6 +27,7 @@ The values:
 - ``value /* text */`` -> :class:`Commented` (``0x7ffe... /* 20 vars */``, timestamps in ``-v`` stat
   structs);
 - ``name=value`` outside a struct (``clone(child_stack=NULL, flags=...)``) -> :class:`Named`;
+  ``[INDEX]=value`` (an array element with its index, ``c_cc=[[VINTR]=0x3, ...]``) -> :class:`Indexed`;
 - ``makedev(0x1, 0x3)``, ``htons(80)``, ``WIFEXITED(s)`` -> :class:`Call`;
 - ``a && b``, ``x == y``, ``A or B`` (ioctl names), ``&name`` -> :class:`Expr`;
 - ``before => after`` (values a call changed) -> :class:`Changed`;
@@ -119,6 +120,14 @@ class Struct(dict[Any, Any]):
 
     elided: bool = False
 
+    def __eq__(self, other: object) -> bool:
+        return dict.__eq__(self, other) is True and getattr(other, "elided", False) == self.elided
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"Struct({dict.__repr__(self)}{', elided' if self.elided else ''})"
 
@@ -149,6 +158,14 @@ class Named:
     """``name=value`` in an argument list (``clone(child_stack=NULL, flags=...)``) or a list."""
 
     name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """``[VINTR]=0x3``: an array element with its index (``c_cc=[[VINTR]=0x3, ...]``)."""
+
+    index: Any
     value: Any
 
 
@@ -191,7 +208,7 @@ Value = Any
 
 _INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\?\?\?)?|\?\?\?")
-_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"')  # unrolled: no alternation per character
 _SPACE = re.compile(r" *")
 _COMMENT = re.compile(r"/\* ?(.*?) ?\*/")
 _UNKNOWN_NAME = re.compile(r"[A-Z0-9_]+_\?\?\?")
@@ -242,15 +259,26 @@ class _Parser:
     def peek(self, text: str) -> bool:
         return self.s.startswith(text, self.pos)
 
-    def items(self, close: str, what: str) -> list[Any]:
-        """Members up to ``close``, separated by ``, `` or by spaces (strace's sets)."""
+    def items(self, close: str, what: str, spaces: bool = True) -> list[Any]:
+        """Members up to ``close``, separated by ``, `` or (``spaces``) by spaces: strace's sets
+        ``[INT TERM]``, termios ``{B38400 opost isig ...}``."""
         out: list[Any] = []
         self.skip()
         if self.peek(close):
             self.pos += 1
             return out
+        s = self.s
+        simple_item = _SIMPLE_ITEM.match
         while True:
-            out.append(self.value())
+            # most members are [name=]number, name, a|b|c, fd<path> or a whole string: one regex
+            m = simple_item(s, self.pos)
+            if m is not None:
+                key, text = m.groups()
+                v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
+                out.append(Named(key, v) if key else v)
+                self.pos = m.end()
+            else:
+                out.append(self.value())
             start = self.pos
             self.skip()
             if self.pos >= self.n:
@@ -262,12 +290,12 @@ class _Parser:
             if c == ",":
                 self.pos += 1
                 self.skip()
-            elif self.pos == start:
+            elif self.pos == start or not spaces:
                 raise self.fail(f"expected ',' or '{close}' in {what}")
 
     def args(self) -> tuple[Any, ...]:
         """An argument list after its ``(``, through the matching ``)``."""
-        return tuple(self.items(")", "argument list"))
+        return tuple(self.items(")", "argument list", spaces=False))
 
     def value(self) -> Any:
         v = self.operand()
@@ -360,7 +388,12 @@ class _Parser:
             return n
         if c == "[":
             self.pos = p + 1
-            return self.items("]", "list")
+            items = self.items("]", "list")
+            q = self.pos
+            if len(items) == 1 and s.startswith("=", q) and not s.startswith(("==", "=>"), q):
+                self.pos = q + 1
+                return Indexed(items[0], self.value())
+            return items
         if c == "{":
             self.pos = p + 1
             return self.struct()
@@ -412,25 +445,41 @@ class _Parser:
         return data
 
     def fd(self, fd: int | Symbol) -> Fd:
-        """``<path>`` after a descriptor; strace escapes ``<`` and ``>`` inside the path, and
-        ``-yy`` may append one nested ``<char M:N>``."""
-        s = self.s
+        """``<path>`` after a descriptor. strace escapes ``<`` and ``>`` inside a path; ``-yy``
+        socket details (``<UNIX-STREAM:[220268->220269]>``, ``<TCPv6:[[::1]:57993]>``,
+        ``<UNIX-STREAM:[220267,@"name"]>``) are bracketed and may hold ``->`` and quoted names;
+        ``-yy`` may append one nested ``<char M:N>`` device suffix."""
+        s, n = self.s, self.n
         start = self.pos + 1
         i = start
-        while i < self.n and s[i] != "<" and s[i] != ">":
+        depth = 0
+        while i < n:
+            c = s[i]
+            if c == "[":
+                depth += 1
+            elif c == "]":
+                depth -= 1
+            elif c == '"':
+                m = _STRING.match(s, i)
+                if m is None:
+                    raise self.fail("unterminated string in a descriptor's annotation", i)
+                i = m.end()
+                continue
+            elif depth <= 0 and (c == ">" or c == "<"):
+                break
             i += 1
-        if i >= self.n:
+        if i >= n:
             raise self.fail("unclosed '<' after a descriptor")
         path = s[start:i]
         dev = None
         if s[i] == "<":
             j = s.find(">", i)
-            if j < 0 or j + 1 >= self.n or s[j + 1] != ">":
+            if j < 0 or j + 1 >= n or s[j + 1] != ">":
                 raise self.fail("unclosed '<' after a descriptor")
             dev = s[i + 1:j]
             i = j + 1
         self.pos = i + 1
-        if "\\" in path:
+        if "\\" in path and '"' not in path:
             path = decode_string(path).decode("utf-8", "surrogateescape")
         if s.startswith("(deleted)", self.pos):  # an unlinked file (memfd:NAME, an unlinked path)
             self.pos += len("(deleted)")
@@ -470,8 +519,19 @@ _SIMPLE_INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _SIMPLE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:0x[0-9a-fA-F]+|[0-9]+)(?:<<[A-Za-z_][A-Za-z0-9_]*)?")
 
 
+_SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>")
+_SIMPLE_ITEM = re.compile(
+    r"(?:([A-Za-z_][A-Za-z0-9_]*)=)?"
+    r"(-?(?:0x[0-9a-fA-F]+|[0-9]+)(?![<*])"
+    r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>"
+    r"|[A-Za-z_][A-Za-z0-9_]*(?:\|(?:[A-Za-z_][A-Za-z0-9_]*|0x[0-9a-fA-F]+|[0-9]+))*(?![(<=])"
+    r'|"[^"\\]*(?:\\.[^"\\]*)*"(?!\.\.\.))'
+    r"(?=, |[\]})])")
+
+
 def simple_value(text: str) -> Any:
-    """The fast path for the common argument shapes (a number, ``NULL``, a name, a ``|`` chain);
+    """The fast path for the common argument shapes (a number, ``NULL``, a name, a ``|`` chain, a
+    ``-y`` descriptor without ``-yy``'s device suffix);
     None when ``text`` needs the full grammar. Results are cached: they are immutable."""
     v = _SIMPLE_CACHE.get(text)
     if v is not None:
@@ -480,6 +540,14 @@ def simple_value(text: str) -> Any:
         v = parse_int(text)
     elif _SIMPLE_NAME.fullmatch(text):
         v = 0 if text == "NULL" else Symbol(text)
+    elif "<" in text and "<<" not in text:
+        m = _SIMPLE_FD.fullmatch(text)
+        if m is None:
+            return None
+        fd, path = m.groups()
+        if "\\" in path:
+            path = decode_string(path).decode("utf-8", "surrogateescape")
+        v = Fd(Symbol(fd) if fd == "AT_FDCWD" else int(fd), path)
     elif "|" in text or "<<" in text:
         parts: list[str | int | Shift] = []
         for part in text.split("|"):
