@@ -19,7 +19,7 @@ from vmkit.maps import MapsLine, parse_maps  # noqa: F401  (re-exported for the 
 import vmkit
 
 #: The /proc/<pid>/status figures compared after every step.
-STATUS_FIELDS = ("VmSize", "VmLck", "VmRSS", "VmData")
+STATUS_FIELDS = ("VmSize", "VmLck", "VmRSS", "VmData", "RssAnon", "RssFile", "RssShmem")
 _SHMEM_NAMES = ("/dev/zero (deleted)", "/memfd:", "/SYSV", "/anon_hugepage")
 
 

@@ -3,8 +3,9 @@
 Every rule draws one operation, runs it on both sides (``vmkit.native.spawn()`` is the truth,
 ``vmkit.sim.Kernel(check_invariants=True).spawn()`` the model) and compares the outcome (value,
 errno, or Fault class + address + code), then compares what both processes show: the normalised
-``maps()`` (:mod:`vmkit.fuzz.compare`), the status figures VmSize/VmLck/VmRSS/VmData, the mincore
-vector of every VMA in the fuzzer's zones and the contents of their resident anonymous pages.
+``maps()`` (:mod:`vmkit.fuzz.compare`), the status figures VmSize/VmLck/VmRSS/VmData and
+RssAnon/RssFile/RssShmem, the mincore vector of every VMA in the fuzzer's zones and the contents
+of their resident anonymous pages.
 
 Safety of the native child: destructive operations (MAP_FIXED, munmap, mprotect, mremap, madvise,
 writes) only ever cover the fuzzer's zones — the arena at 0x200000000 (1 GiB), the heap above the

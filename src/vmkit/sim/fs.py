@@ -27,6 +27,9 @@ from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE
 from vmkit.sim.frames import pool
 
+#: ``MAX_PAGECACHE_ORDER`` on x86-64 (``HPAGE_PMD_ORDER``) and ``mapping_max_folio_size``.
+MAX_PAGECACHE_ORDER = 9
+MAX_FOLIO_BYTES = PAGE_SIZE << MAX_PAGECACHE_ORDER
 
 @dataclass(frozen=True)
 class Mount:
@@ -63,6 +66,13 @@ class Inode:
     disk: dict[int, bytes] = field(default_factory=dict)
     #: Page-cache indexes written since the last write-back.
     dirty: set[int] = field(default_factory=set)
+    #: Large folios of the page cache (ext4 only): head index -> number of pages.  An index of the
+    #: cache that no large folio covers is an order-0 folio.
+    folios: dict[int, int] = field(default_factory=dict)
+    #: Index -> head index, for every page of a large folio.
+    folio_head: dict[int, int] = field(default_factory=dict)
+    #: Indexes whose folio carries PG_readahead (the asynchronous readahead trigger).
+    ra_marks: set[int] = field(default_factory=set)
     kind: str = "reg"  # reg, dir, zero, null, pidfd, symlink
     #: The process a pidfd refers to; the path a symlink points to.
     target: object = None
@@ -89,6 +99,70 @@ class Inode:
     def find_page(self, index: int) -> int | None:
         return self.cache.get(index)
 
+    @property
+    def large_folios(self) -> bool:
+        """``mapping_large_folio_support``: ext4 regular files (since 6.16); tmpfs and shmem
+        mounted without ``huge=`` (ours) use order-0 folios only."""
+        return self.mount is EXT4 and self.kind == "reg"
+
+    def folio_of(self, index: int) -> tuple[int, int]:
+        """(head index, number of pages) of the cached folio holding ``index``."""
+        head = self.folio_head.get(index)
+        if head is None:
+            return index, 1
+        return head, self.folios[head]
+
+    def folio_dirty(self, index: int) -> bool:
+        """``folio_test_dirty`` of the folio holding ``index``: one dirty page dirties the folio."""
+        head, nr = self.folio_of(index)
+        if nr == 1:
+            return index in self.dirty
+        return any(i in self.dirty for i in range(head, head + nr))
+
+    def _add_folio(self, index: int, nr: int) -> None:
+        """``filemap_add_folio`` of a new zero-filled (or read-in) folio of ``nr`` pages at ``index``."""
+        for i in range(index, index + nr):
+            self.get_page(i)
+        if nr > 1:
+            self.folios[index] = nr
+            for i in range(index, index + nr):
+                self.folio_head[i] = index
+
+    def split_folio(self, index: int) -> None:
+        """Splits the large folio holding ``index`` (if any) into order-0 folios."""
+        head = self.folio_head.get(index)
+        if head is None:
+            return
+        for i in range(head, head + self.folios.pop(head)):
+            del self.folio_head[i]
+
+    def write_folio_order(self, index: int, length: int) -> int:
+        """The pages of the folio ``write_begin`` creates for a write of ``length`` bytes at page
+        ``index`` that is not cached (``__filemap_get_folio`` with ``fgf_set_order(len)``): the
+        order is ``ilog2(len) - PAGE_SHIFT`` capped at MAX_PAGECACHE_ORDER (9), lowered to the
+        alignment of ``index`` (``__ffs``), then lowered while the range meets a cached page
+        (``filemap_add_folio`` fails with EEXIST)."""
+        if not self.large_folios:
+            return 1
+        shift = length.bit_length() - 1
+        order = min(shift - 12, MAX_PAGECACHE_ORDER) if shift > 12 else 0
+        if index & ((1 << order) - 1):
+            order = (index & -index).bit_length() - 1
+        while order > 0 and any(i in self.cache for i in range(index, index + (1 << order))):
+            order -= 1
+        return 1 << order
+
+    def readahead(self, start: int, nr: int, mark: int | None = None) -> None:
+        """``page_cache_ra_unbounded`` with order-0 folios: reads the uncached pages of
+        [start, start + nr) below EOF into the cache; the folio created at ``mark`` (if any)
+        gets PG_readahead."""
+        end = min(start + nr, self.pages())
+        for index in range(start, end):
+            if index not in self.cache:
+                self.get_page(index)
+                if index == mark:
+                    self.ra_marks.add(index)
+
     def get_page(self, index: int) -> int:
         """The cache frame for ``index``, reading it in (or zero-filling it) on a miss."""
         frame = self.cache.get(index)
@@ -114,13 +188,59 @@ class Inode:
                 self.dirty.discard(index)
 
     def drop_pages(self, first: int, last: int | None = None) -> None:
-        """Removes cache pages in [first, last] (truncation, hole punching)."""
+        """Removes cache pages in [first, last] (truncation, hole punching:
+        ``truncate_inode_pages_range``).  A large folio that straddles an end of the range goes
+        through ``truncate_inode_partial_folio``: its pages in the range are zeroed; a dirty one
+        cannot be split (ext4 cannot release its dirty buffers) and stays whole in the cache, range
+        included; a clean one is split (:meth:`_split_partial`) and the pieces inside the range go."""
+        kept: set[int] = set()
+        for head in {self.folio_head[e] for e in (first, last) if e is not None and e in self.folio_head}:
+            nr = self.folios[head]
+            if head >= first and (last is None or head + nr - 1 <= last):
+                continue
+            if self.folio_dirty(head):
+                for index in range(head, head + nr):
+                    if index >= first and (last is None or index <= last):
+                        pool().zero(self.cache[index])
+                        kept.add(index)
+            else:
+                self._split_partial(head, nr, first, last)
         for index in [i for i in self.cache if i >= first and (last is None or i <= last)]:
-            pool().put(self.cache.pop(index))
-            self.dirty.discard(index)
             self.disk.pop(index, None)
+            if index in kept:
+                continue
+            pool().put(self.cache.pop(index))
+            self.split_folio(index)
+            self.dirty.discard(index)
+            self.ra_marks.discard(index)
         for index in [i for i in self.disk if i >= first and (last is None or i <= last)]:
             del self.disk[index]
+
+    def _split_partial(self, head: int, nr: int, first: int, last: int | None) -> None:
+        """``try_folio_split`` as ``truncate_inode_partial_folio`` does it: a non-uniform split at
+        the range's first page inside the folio (halving the piece that holds it down to one
+        page), then, if the range ends inside the folio, the same split of the piece holding the
+        page after the range."""
+        self._split_at(head, nr, max(first, head))
+        if last is not None and last + 1 < head + nr:
+            piece = self.folio_head.get(last + 1)
+            if piece is not None:
+                self._split_at(piece, self.folios[piece], last + 1)
+
+    def _split_at(self, head: int, nr: int, at: int) -> None:
+        """``__split_unmapped_folio`` (non-uniform): halves the folio repeatedly, each time keeping
+        the other half as a folio of its own, until ``at`` is an order-0 folio."""
+        self.split_folio(head)
+        while nr > 1:
+            nr //= 2
+            if at < head + nr:
+                other = head + nr
+            else:
+                other, head = head, head + nr
+            if nr > 1:
+                self.folios[other] = nr
+                for i in range(other, other + nr):
+                    self.folio_head[i] = other
 
     def read(self, n: int, offset: int) -> bytes:
         """``read_iter`` through the page cache (pages read become cached)."""
@@ -135,11 +255,16 @@ class Inode:
         return bytes(out)
 
     def write(self, data: bytes, offset: int) -> int:
-        """``write_iter`` through the page cache; extends the file."""
+        """``generic_perform_write`` through the page cache; extends the file.  Each uncached page
+        is created as part of the folio ``write_begin`` allocates for the rest of the write
+        (:meth:`write_folio_order`; the write is cut at ``mapping_max_folio_size``, 2 MiB)."""
         pos, done = offset, 0
         while done < len(data):
             index, inpage = divmod(pos, PAGE_SIZE)
             take = min(PAGE_SIZE - inpage, len(data) - done)
+            if index not in self.cache:
+                chunk = MAX_FOLIO_BYTES - (pos & (MAX_FOLIO_BYTES - 1))
+                self._add_folio(index, self.write_folio_order(index, min(chunk, len(data) - done)))
             frame = self.get_page(index)
             pool().write(frame, inpage, data[done:done + take])
             self.mark_dirty(index)
@@ -155,6 +280,8 @@ class OpenFile:
 
     inode: Inode
     flags: int
+    #: ``f_ra.mmap_miss``: page-cache misses of mmap faults not yet repaid by fault-around hits.
+    mmap_miss: int = 0
 
     @property
     def readable(self) -> bool:

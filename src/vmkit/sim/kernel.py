@@ -133,8 +133,12 @@ class Kernel:
                  seed: int | None = None, legacy_va_layout: bool = False,
                  stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0,
                  lsm_mmap_min_addr: int = 65536, check_invariants: bool = False,
-                 memory_failure: bool = False, host_files: bool = False) -> None:
+                 memory_failure: bool = False, host_files: bool = False,
+                 read_ahead_kb: int = 8192) -> None:
         self.max_map_count = max_map_count
+        #: ``read_ahead_kb`` of the disk behind ext4 (``/sys/block/vda/queue/read_ahead_kb``):
+        #: the readahead window of page-cache misses in file faults (``bdi->ra_pages``).
+        self.read_ahead_kb = read_ahead_kb
         #: ``CONFIG_MEMORY_FAILURE``: off on our machines (MADV_HWPOISON/SOFT_OFFLINE give EINVAL);
         #: on, they inject memory errors (:func:`vmkit.sim.sys_madvise.madvise_inject_error`).
         self.memory_failure = memory_failure

@@ -25,6 +25,7 @@ from vmkit.flags import PAGE_SIZE
 from vmkit.sim import abi
 from vmkit.sim import anon
 from vmkit.sim.anon import AnonVma, anon_vmas_mergeable, is_mergeable_anon_vma
+from vmkit.sim.filemap import file_fault
 from vmkit.sim.frames import ZERO_FRAME, pool
 from vmkit.sim.fs import Inode, OpenFile
 from vmkit.sim.pagetable import PageTable
@@ -609,27 +610,7 @@ class MemoryManager:
             pool().dirty[frame] = 1
             self.install(vpn, frame, True, True)
             return frame
-        inode = vma.file.inode if vma.file is not None else None
-        assert inode is not None
-        index = vma.pgoff_at(addr)
-        if index >= inode.pages():
-            raise BusError(addr, abi.BUS_ADRERR)
-        cache_frame = inode.get_page(index)
-        if vma.flags & VM_SHARED:
-            self.install(vpn, cache_frame, bool(vma.flags & VM_WRITE), False)
-            if write:
-                inode.mark_dirty(index)
-                pool().dirty[cache_frame] = 1
-            return cache_frame
-        if not write:
-            self.install(vpn, cache_frame, False, False)
-            return cache_frame
-        self.anon_vma_prepare(vma)
-        frame = pool().alloc()
-        pool().copy(frame, cache_frame)
-        pool().dirty[frame] = 1
-        self.install(vpn, frame, True, True)
-        return frame
+        return file_fault(self, vma, addr, write)
 
     def _wp_fault(self, vma: Vma, vpn: int, pte: int) -> int:
         """``do_wp_page``: write to a present read-only entry — reuse an exclusive anonymous page,
@@ -953,17 +934,26 @@ class MemoryManager:
             return
         inode = vma.file.inode
         frames = pool()
+        first, last = vma.pgoff_at(start), vma.pgoff_at(end - 1)
+        for vpn, pte in self.present_pages(start, end):  # try_to_unmap moves dirty bits first
+            if not pte & PTE_ANON and pte >> 2 != ZERO_FRAME and frames.dirty[pte >> 2]:
+                inode.mark_dirty(vma.pgoff_at(vpn << 12))
         for vpn, pte in list(self.present_pages(start, end)):
             frame = pte >> 2
             if pte & PTE_ANON or frame == ZERO_FRAME or frames.mapcount[frame] != 1:
                 continue
             index = vma.pgoff_at(vpn << 12)
+            head, nr = inode.folio_of(index)
+            if head < first or head + nr - 1 > last:
+                inode.split_folio(index)  # a large folio partly in the range is split first
             self.zap_pte(vpn)
             if frames.dirty[frame]:
                 inode.mark_dirty(index)  # the PTE's dirty bit passes to the folio
-            if (inode.mount.has_disk and index not in inode.dirty and not frames.dirty[frame]
+            if (inode.mount.has_disk and not inode.folio_dirty(index) and not frames.dirty[frame]
                     and inode.cache.get(index) == frame and frames.refs[frame] == 1):
                 del inode.cache[index]
+                inode.split_folio(index)
+                inode.ra_marks.discard(index)
                 frames.put(frame)
 
     def collapse_scan_pmd(self, vma: Vma, haddr: int) -> int:

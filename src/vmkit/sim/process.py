@@ -22,6 +22,12 @@ def _missing(what: str) -> NotImplementedError:
     return NotImplementedError(f"vmkit.sim does not implement {what} yet")
 
 
+#: ``vmkit.native``'s ``pwrite`` copies the data through the child's scratch area and issues one
+#: pwrite(2) per piece of this size (``vmkit.native._runtime.SCRATCH_SIZE``); the model issues the
+#: same calls, because ext4 sizes the page-cache folios it creates from each write's length.
+PWRITE_PIECE = (1 << 20) - 4096
+
+
 class SimProcess(Process):
     """A process of a :class:`vmkit.sim.Kernel`."""
 
@@ -209,7 +215,13 @@ class SimProcess(Process):
             raise os_error(errno.EBADF)
         if offset < 0:
             raise os_error(errno.EINVAL)
-        return file.inode.write(bytes(data), offset)
+        data = bytes(data)
+        done = 0
+        while True:  # the same pwrite(2) calls as vmkit.native: folio sizes follow each call
+            piece = data[done:done + PWRITE_PIECE]
+            done += file.inode.write(piece, offset + done)
+            if done >= len(data):
+                return done
 
     def mkdir(self, path: str, mode: int = 0o700) -> None:
         self.kernel.fs.mkdir(path, mode, self._live().cred.euid)

@@ -59,13 +59,17 @@ def _smaps_block(mm: MemoryManager, vma: Vma) -> str:
     frames = pool()
     rss = pss = pss_dirty = shared_clean = shared_dirty = private_clean = private_dirty = 0
     anonymous = 0
-    for _, pte in mm.present_pages(vma.start, vma.end):
+    inode = vma.file.inode if vma.file is not None else None
+    for vpn, pte in mm.present_pages(vma.start, vma.end):
         frame = pte >> 2
         if frame == ZERO_FRAME:
             continue
         rss += 4
         mapcount = max(frames.mapcount[frame], 1)
-        dirty = bool(frames.dirty[frame])
+        # smaps_page_accumulate: the entry's dirty bit or folio_test_dirty (a page written with
+        # pwrite, or a sibling written in the same large folio, is dirty in the page cache)
+        dirty = bool(frames.dirty[frame]) or (
+            inode is not None and not pte & PTE_ANON and inode.folio_dirty(vma.pgoff_at(vpn << 12)))
         share = 4096 // mapcount
         pss += share
         if dirty:

@@ -1,0 +1,372 @@
+"""Faults on file mappings: fault-around, mmap readahead, large page-cache folios, page-cache dirt.
+
+mm/memory.c ``do_read_fault``/``do_fault_around``/``finish_fault``; mm/filemap.c ``filemap_fault``,
+``do_sync_mmap_readahead``, ``filemap_map_pages``; mm/readahead.c ``page_cache_sync_ra``;
+mm/truncate.c ``truncate_inode_partial_folio``; fs/proc/task_mmu.c ``smaps_page_accumulate``.
+
+Figures are those of our machines (Linux 6.18, ``fault_around_bytes`` 64 KiB, ``read_ahead_kb``
+8192 on the ext4 disk, tmpfs without ``huge=``).  Mappings are placed with MAP_FIXED at ARENA, which
+is 2 MiB-aligned, so that the page-table position of each page is known.  Files written with
+``pwrite`` are in the page cache; files only sized with ``ftruncate`` are not.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import vmkit
+from vmkit.errors import BusError
+from vmkit.process import Process
+
+from conftest import ARENA, PAGE, RW
+from helpers import kb, smaps_of
+
+O_RDWR_CREAT = os.O_RDWR | os.O_CREAT
+PRIVATE_FIXED = vmkit.MAP_PRIVATE | vmkit.MAP_FIXED
+SHARED_FIXED = vmkit.MAP_SHARED | vmkit.MAP_FIXED
+PMD = 2 << 20
+
+
+def written(p: Process, path: str, pages: int, at: int = 0) -> int:
+    """A file holding ``pages`` written pages from page ``at`` (one pwrite); returns the fd."""
+    fd = p.open(path, O_RDWR_CREAT)
+    assert p.pwrite(fd, b"\x5a" * (pages * PAGE), at * PAGE) == pages * PAGE
+    return fd
+
+
+def sparse(p: Process, path: str, pages: int) -> int:
+    """A file of ``pages`` pages that has nothing in the page cache; returns the fd."""
+    fd = p.open(path, O_RDWR_CREAT)
+    p.ftruncate(fd, pages * PAGE)
+    return fd
+
+
+def rss(p: Process, addr: int) -> int:
+    """The Rss of the VMA at ``addr``, in pages."""
+    return kb(smaps_of(p, addr)["Rss"]) // 4
+
+
+def read_page(p: Process, addr: int, page: int) -> None:
+    p.read(addr + page * PAGE, 1)
+
+
+def cached(p: Process, addr: int, pages: int) -> list[int]:
+    """The pages of the mapping that mincore reports resident."""
+    return [i for i, v in enumerate(p.mincore(addr, pages * PAGE)) if v]
+
+
+class TestFaultAround:
+    @pytest.mark.parametrize("kind", ["ext4-sparse", "tmpfs-written"])
+    def test_a_read_fault_maps_the_aligned_16_page_window(self, proc: Process, file_path: str,
+                                                          shm_path: str, kind: str) -> None:
+        """A read fault maps the cached pages of the 64 KiB window (16 entries, aligned) around it
+        (mm/memory.c do_fault_around -> filemap_map_pages); order-0 folios: readahead of an
+        uncached ext4 file, pwrite on tmpfs."""
+        fd = sparse(proc, file_path, 40) if kind == "ext4-sparse" else written(proc, shm_path, 40)
+        addr = proc.mmap(ARENA, 40 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 20)
+        assert rss(proc, addr) == 16
+        read_page(proc, addr, 3)
+        assert rss(proc, addr) == 32
+        field = "RssFile" if kind == "ext4-sparse" else "RssShmem"
+        assert kb(proc.status()[field]) == 32 * 4
+
+    def test_the_window_moves_up_to_the_vma_start(self, proc: Process, shm_path: str) -> None:
+        """A window that would begin before the VMA starts at the VMA and keeps its 16 pages
+        (do_fault_around: from_pte clamped to the VMA, to_pte = from_pte + 16)."""
+        fd = written(proc, shm_path, 40)
+        addr = proc.mmap(ARENA + 3 * PAGE, 40 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 2)
+        assert rss(proc, addr) == 16
+
+    def test_the_window_stops_at_the_vma_end_and_the_page_table(self, proc: Process,
+                                                                shm_path: str) -> None:
+        """The window is cut at the VMA's end and at the end of the PTE table (512 entries)."""
+        fd = written(proc, shm_path, 40)
+        addr = proc.mmap(ARENA, 30 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 20)
+        assert rss(proc, addr) == 14  # pages 16..29
+        high = proc.mmap(ARENA + PMD - 8 * PAGE, 40 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        read_page(proc, high, 2)
+        assert rss(proc, high) == 8  # the 8 entries left in the table
+
+    def test_write_faults_and_anonymous_memory_do_not_fault_around(self, proc: Process,
+                                                                   shm_path: str) -> None:
+        """Shared and private write faults map one page (do_shared_fault, do_cow_fault); anonymous
+        memory has no page cache to map from."""
+        fd = written(proc, shm_path, 40)
+        shared = proc.mmap(ARENA, 40 * PAGE, RW, SHARED_FIXED, fd, 0)
+        proc.write(shared + 20 * PAGE, b"w")
+        assert rss(proc, shared) == 1
+        private = proc.mmap(ARENA + PMD, 40 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        proc.write(private + 20 * PAGE, b"w")
+        fields = smaps_of(proc, private)
+        assert (kb(fields["Rss"]), kb(fields["Anonymous"])) == (4, 4)
+        anon = proc.mmap(ARENA + 2 * PMD, 40 * PAGE, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS
+                         | vmkit.MAP_FIXED)
+        read_page(proc, anon, 20)
+        assert rss(proc, anon) == 0  # the zero page is not counted
+
+    def test_only_empty_entries_are_filled(self, proc: Process, shm_path: str) -> None:
+        """A private copy and a guard marker in the window stay as they are (filemap_map_pages maps
+        only pte_none entries)."""
+        fd = written(proc, shm_path, 40)
+        addr = proc.mmap(ARENA, 40 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        proc.write(addr + 18 * PAGE, b"c")
+        proc.madvise(addr + 25 * PAGE, PAGE, vmkit.MADV_GUARD_INSTALL)
+        read_page(proc, addr, 20)
+        fields = smaps_of(proc, addr)
+        assert (kb(fields["Rss"]), kb(fields["Anonymous"])) == (15 * 4, 4)
+        assert proc.read(addr + 18 * PAGE, 1) == b"c"
+
+    def test_pages_at_or_past_eof_are_not_mapped(self, proc: Process, shm_path: str) -> None:
+        """The window is cut at the last page below EOF; a fault past EOF raises SIGBUS after the
+        window below EOF was mapped (filemap_map_pages end_pgoff, filemap_fault VM_FAULT_SIGBUS)."""
+        fd = written(proc, shm_path, 18)
+        addr = proc.mmap(ARENA, 32 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        with pytest.raises(BusError):
+            read_page(proc, addr, 20)
+        assert rss(proc, addr) == 2  # pages 16 and 17
+        read_page(proc, addr, 5)
+        assert rss(proc, addr) == 18
+
+
+class TestLargeFolios:
+    """ext4 creates page-cache folios sized by each write (``write_begin``: ``fgf_set_order``), and
+    6.18 maps a whole large folio that lies inside the VMA and one page table."""
+
+    def test_fault_around_maps_whole_folios(self, proc: Process, file_path: str) -> None:
+        """40 pages written at once are folios [0, 32) and [32, 40): a fault at page 20 maps all of
+        the first; the second ends on the file's last page, so only its part in a window is
+        mapped (filemap_map_pages can_map_large)."""
+        fd = written(proc, file_path, 40)
+        addr = proc.mmap(ARENA, 40 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 20)
+        assert rss(proc, addr) == 32
+        read_page(proc, addr, 35)
+        assert rss(proc, addr) == 40
+        odd = proc.mmap(ARENA + PMD + 15 * PAGE, 40 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, odd, 20)  # window: pages 17..32
+        assert rss(proc, odd) == 33
+
+    @pytest.mark.parametrize(("where", "offset_pages", "pages", "expected"), [
+        (ARENA, 4, 36, 16),          # the folio starts before the VMA
+        (ARENA, 0, 30, 14),          # the folio ends after the VMA
+        (ARENA + PMD - 16 * PAGE, 0, 40, 16),  # the folio crosses a page table
+    ], ids=["before-vma", "after-vma", "across-pmd"])
+    def test_a_folio_that_does_not_fit_is_mapped_in_the_window_only(
+            self, proc: Process, file_path: str, where: int, offset_pages: int, pages: int,
+            expected: int) -> None:
+        """filemap_map_folio_range maps the whole folio only inside the VMA and one PTE table."""
+        fd = written(proc, file_path, 40)
+        addr = proc.mmap(where, pages * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, offset_pages * PAGE)
+        read_page(proc, addr, 20)
+        assert rss(proc, addr) == expected
+
+    def test_folio_sizes_follow_the_write(self, proc: Process, file_path: str) -> None:
+        """100 pages written at page 3 make folios 3, 4-7, 8-15, 16-31, 32-63, 64-95, 96-99
+        (the order of the rest of the write, lowered to the index's alignment)."""
+        fd = written(proc, file_path, 100, at=3)
+        addr = proc.mmap(ARENA, 103 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        seen = []
+        for page in (3, 20, 40, 70, 97):
+            read_page(proc, addr, page)
+            seen.append(rss(proc, addr))
+        assert seen == [13, 29, 61, 93, 100]
+
+    @pytest.mark.parametrize(("pages", "expected"), [(48, 47), (49, 48)])
+    def test_a_folio_ending_on_the_last_page_is_not_mapped_whole(
+            self, proc: Process, file_path: str, pages: int, expected: int) -> None:
+        """can_map_large needs the file to go on past the folio: folio [32, 48) of a 48-page file
+        is mapped in the window only, of a 49-page file whole."""
+        fd = written(proc, file_path, 48)
+        if pages == 49:
+            proc.pwrite(fd, b"\x5a" * PAGE, 48 * PAGE)
+        addr = proc.mmap(ARENA + PAGE, pages * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 31)  # window: pages 31..46
+        assert rss(proc, addr) == expected
+
+    def test_a_new_page_table_is_not_filled_from_a_folio_reaching_eof(self, proc: Process,
+                                                                      file_path: str) -> None:
+        """With no PTE table yet, fault-around maps nothing when the window's first folio reaches
+        the last page (only filemap_map_pmd installs the table, for a folio it may map large)."""
+        fd = written(proc, file_path, 18)  # folios [0, 16) and [16, 18)
+        addr = proc.mmap(ARENA, 32 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        with pytest.raises(BusError):
+            read_page(proc, addr, 18)
+        assert rss(proc, addr) == 0
+        read_page(proc, addr, 3)
+        with pytest.raises(BusError):
+            read_page(proc, addr, 20)
+        assert rss(proc, addr) == 18
+
+    def test_a_shared_write_fault_maps_the_whole_folio(self, proc: Process, file_path: str) -> None:
+        """finish_fault maps the whole folio of the faulting page when it fits the VMA and the page
+        table and does not pass EOF; else only that page."""
+        fd = written(proc, file_path, 40)
+        addr = proc.mmap(ARENA, 40 * PAGE, RW, SHARED_FIXED, fd, 0)
+        proc.write(addr + 35 * PAGE, b"w")
+        assert rss(proc, addr) == 8
+        proc.write(addr + 3 * PAGE, b"w")
+        assert rss(proc, addr) == 40
+        offset = proc.mmap(ARENA + PMD, 36 * PAGE, RW, SHARED_FIXED, fd, 4 * PAGE)
+        proc.write(offset + 10 * PAGE, b"w")
+        assert rss(proc, offset) == 1
+
+    def test_pwrite_of_a_mebibyte_is_two_writes(self, proc: Process, file_path: str) -> None:
+        """The Process pwrite passes 1 MiB in two pwrite(2) calls (1020 KiB, then 4 KiB), so the
+        folio at page 128 has 64 pages and is mapped whole; a single 1 MiB write would have made
+        one 256-page folio ending on the last page, mapped in the window only."""
+        fd = written(proc, file_path, 256)
+        addr = proc.mmap(ARENA, 256 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 130)
+        assert rss(proc, addr) == 64
+
+
+class TestTruncatedFolios:
+    @pytest.mark.parametrize(("sync", "after"), [(False, [1, 17, 25]), (True, [32, 32, 40])],
+                             ids=["dirty", "clean"])
+    def test_truncation_splits_a_clean_folio_and_keeps_a_dirty_one(
+            self, proc: Process, file_path: str, sync: bool, after: list[int]) -> None:
+        """Shrinking a 64-page file to 40 pages: a clean folio is split (pieces [0, 32), [32, 40)),
+        a dirty one cannot be and stays whole past EOF, so it is mapped one page at a time, then
+        in the window only (mm/truncate.c truncate_inode_partial_folio)."""
+        fd = written(proc, file_path, 64)
+        if sync:
+            whole = proc.mmap(None, 64 * PAGE, RW, vmkit.MAP_SHARED, fd, 0)
+            proc.msync(whole, 64 * PAGE, vmkit.MS_SYNC)
+            proc.munmap(whole, 64 * PAGE)
+        proc.ftruncate(fd, 40 * PAGE)
+        addr = proc.mmap(ARENA, 40 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        seen = []
+        for page in (2, 17, 37):
+            read_page(proc, addr, page)
+            seen.append(rss(proc, addr))
+        assert seen == after
+
+    @pytest.mark.parametrize(("sync", "after"), [(False, [64, 64]), (True, [32, 40])],
+                             ids=["dirty", "clean"])
+    def test_hole_punching_a_folio(self, proc: Process, file_path: str, sync: bool,
+                                   after: list[int]) -> None:
+        """MADV_REMOVE of pages 40..47 of a 64-page folio: a dirty folio keeps them cached
+        (zeroed); a clean one is split and loses them."""
+        fd = written(proc, file_path, 64)
+        whole = proc.mmap(None, 64 * PAGE, RW, vmkit.MAP_SHARED, fd, 0)
+        if sync:
+            proc.msync(whole, 64 * PAGE, vmkit.MS_SYNC)
+        proc.madvise(whole + 40 * PAGE, 8 * PAGE, vmkit.MADV_REMOVE)
+        proc.munmap(whole, 64 * PAGE)
+        addr = proc.mmap(ARENA, 64 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        seen = []
+        for page in (2, 36):
+            read_page(proc, addr, page)
+            seen.append(rss(proc, addr))
+        assert seen == after
+        assert len(cached(proc, addr, 64)) == (64 if not sync else 56)
+        assert proc.read(addr + 40 * PAGE, 8) == bytes(8)
+
+
+class TestReadahead:
+    def test_read_around_on_a_miss(self, proc: Process, file_path: str) -> None:
+        """A miss reads ra_pages (2048) around the page, from ra_pages/2 before it and not below 0
+        nor past EOF (do_sync_mmap_readahead: mmap read-around); the retried fault maps 16."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 2000)
+        assert cached(proc, addr, 3000) == list(range(976, 3000))
+        assert rss(proc, addr) == 16
+        other = proc.mmap(ARENA + 8 * PMD, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED,
+                          sparse(proc, file_path + "-2", 3000), 0)
+        try:
+            read_page(proc, other, 100)
+            assert cached(proc, other, 3000) == list(range(0, 2048))
+        finally:
+            proc.unlink(file_path + "-2")
+
+    @pytest.mark.parametrize(("advice", "page", "expected"), [
+        (vmkit.MADV_RANDOM, 2000, [2000]),
+        (vmkit.MADV_SEQUENTIAL, 2000, list(range(2000, 3000))),
+        (vmkit.MADV_SEQUENTIAL, 0, list(range(0, 2048))),
+    ], ids=["random", "sequential", "sequential-at-0"])
+    def test_madvise_hints(self, proc: Process, file_path: str, advice: int, page: int,
+                           expected: list[int]) -> None:
+        """VM_RAND_READ reads only the page; VM_SEQ_READ reads ra_pages from it
+        (page_cache_sync_ra)."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr, 3000 * PAGE, advice)
+        read_page(proc, addr, page)
+        assert cached(proc, addr, 3000) == expected
+        assert rss(proc, addr) == len(set(expected) & set(range(page & ~15, (page & ~15) + 16)))
+
+    def test_fault_around_skips_the_readahead_mark(self, proc: Process, file_path: str) -> None:
+        """The page carrying PG_readahead (page 1024 after a sequential fault at 0) is not mapped
+        by fault-around (next_uptodate_folio)."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr, 3000 * PAGE, vmkit.MADV_SEQUENTIAL)
+        read_page(proc, addr, 0)
+        read_page(proc, addr, 1030)
+        assert rss(proc, addr) == 16 + 15
+
+    def test_write_faults_read_ahead_too(self, proc: Process, file_path: str) -> None:
+        """A shared write fault on an uncached page reads around as a read fault does, then maps
+        only its page."""
+        fd = sparse(proc, file_path, 40)
+        addr = proc.mmap(ARENA, 40 * PAGE, RW, SHARED_FIXED, fd, 0)
+        proc.write(addr + 20 * PAGE, b"w")
+        assert cached(proc, addr, 40) == list(range(40))
+        assert rss(proc, addr) == 1
+
+    def test_tmpfs_has_no_readahead(self, proc: Process, shm_path: str) -> None:
+        """shmem_fault allocates the faulting page only."""
+        fd = sparse(proc, shm_path, 40)
+        addr = proc.mmap(ARENA, 40 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 20)
+        assert cached(proc, addr, 40) == [20]
+        assert rss(proc, addr) == 1
+
+
+class TestPageCacheDirt:
+    @pytest.mark.parametrize("fs", ["ext4", "tmpfs"])
+    def test_pages_written_with_pwrite_are_dirty_when_mapped(self, proc: Process, file_path: str,
+                                                             shm_path: str, fs: str) -> None:
+        """smaps counts a page dirty when its entry or its folio is (smaps_page_accumulate:
+        folio_test_dirty): pwrite dirties the page cache."""
+        fd = written(proc, file_path if fs == "ext4" else shm_path, 16)
+        addr = proc.mmap(ARENA, 16 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 0)
+        fields = smaps_of(proc, addr)
+        assert (kb(fields["Private_Dirty"]), kb(fields["Private_Clean"])) == (64, 0)
+        assert kb(fields["Pss_Dirty"]) == 64
+
+    def test_writeback_cleans_and_a_store_dirties_the_whole_folio(self, proc: Process,
+                                                                  file_path: str) -> None:
+        """After msync(MS_SYNC) the folio is clean; one store, or one pwrite, dirties all 32 pages
+        of its folio."""
+        fd = written(proc, file_path, 40)
+        addr = proc.mmap(ARENA, 40 * PAGE, RW, SHARED_FIXED, fd, 0)
+        proc.msync(addr, 40 * PAGE, vmkit.MS_SYNC)
+        read_page(proc, addr, 3)
+        fields = smaps_of(proc, addr)
+        assert (kb(fields["Private_Dirty"]), kb(fields["Private_Clean"])) == (0, 128)
+        proc.write(addr + 3 * PAGE, b"w")
+        fields = smaps_of(proc, addr)
+        assert (kb(fields["Private_Dirty"]), kb(fields["Private_Clean"])) == (128, 0)
+        proc.msync(addr, 40 * PAGE, vmkit.MS_SYNC)
+        proc.pwrite(fd, b"p", 5 * PAGE)
+        fields = smaps_of(proc, addr)
+        assert (kb(fields["Private_Dirty"]), kb(fields["Private_Clean"])) == (128, 0)
+
+    def test_shared_anonymous_memory_faults_around(self, proc: Process) -> None:
+        """Shared anonymous memory is shmem: after MADV_DONTNEED its pages stay in the cache, and a
+        read maps 16 of them back, dirty."""
+        addr = proc.mmap(ARENA, 40 * PAGE, RW, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+        proc.write(addr, b"x" * 40 * PAGE)
+        proc.madvise(addr, 40 * PAGE, vmkit.MADV_DONTNEED)
+        read_page(proc, addr, 20)
+        fields = smaps_of(proc, addr)
+        assert (kb(fields["Rss"]), kb(fields["Private_Dirty"])) == (64, 64)
+        assert kb(proc.status()["RssShmem"]) == 64
