@@ -313,12 +313,17 @@ class Replay:
     def _execve(self, tid: Tid, call: Syscall) -> None:
         if call.result != 0:
             return  # a failed execve changes nothing; its errno depends on the file system
-        path = _text(call.args[0], call)
-        argv = _strings(call.args[1], call)
-        envp = _strings(call.args[2], call)
+        args = call.args
+        if call.name == "execveat":  # execveat(dirfd, path, argv, envp, flags)
+            base, name = arguments.fd_path(args[0]), _text(args[1], call)
+            path = name if name.startswith("/") else os.path.join(base or "/", name) if name else (base or "")
+            args = args[1:]
+        else:
+            path = _text(args[0], call)
+        argv = _strings(args[1], call)
+        envp = _strings(args[2], call)
         if envp is None:
-            count = arguments.comment_count(call.args[2])
-            envp = [b""] * count
+            envp = [b""] * arguments.comment_count(args[2])
             self._note("an execve's environment was abbreviated by strace (record with -v): "
                        "the stack size of the exec layout may differ")
         model_path = _normal(path)
