@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import struct
 from typing import Any
 
 from vmkit import flags as vmflags
@@ -170,22 +169,3 @@ def comment_count(value: Any) -> int:
         if words and words[0].isdigit():
             return int(words[0])
     return 0
-
-
-def elf_interpreter(head: bytes) -> str | None:
-    """The PT_INTERP path of a 64-bit ELF file from its first bytes, or a ``#!`` interpreter."""
-    if head.startswith(b"#!"):
-        line = head[2:256].split(b"\n", 1)[0].strip()
-        return os.fsdecode(line.split()[0]) if line else None
-    if head[:4] != b"\x7fELF" or len(head) < 64 or head[4] != 2:
-        return None
-    phoff, = struct.unpack_from("<Q", head, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-    for i in range(phnum):
-        at = phoff + i * phentsize
-        if at + 56 > len(head):
-            return None
-        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", head, at)
-        if p_type == 3:
-            return os.fsdecode(head[p_offset:p_offset + p_filesz].rstrip(b"\0"))
-    return None

@@ -23,13 +23,14 @@ import os
 import platform
 import resource
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from vmkit.trace.images import exec_head, interpreter
 
 #: The calls a recording traces: every memory call and every call that tells the replay which
 #: process shares what (process class), which file an fd is and how it was opened (file class,
@@ -49,8 +50,6 @@ STRACE_OPTIONS = ("-f", "-y", "-v", "-s", "4096")
 RECORDED_RLIMITS = ("STACK", "MEMLOCK", "AS", "DATA")
 
 ADDR_NO_RANDOMIZE = 0x0040000
-HEAD_MINIMUM = 4096  # what the header keeps of a binary at least (one page)
-BINPRM_BUF_SIZE = 256  # what binfmt_script reads of a "#!" line
 
 
 class RecordError(RuntimeError):
@@ -150,7 +149,7 @@ def images_for(paths: Iterable[str], cwd: str) -> list[dict[str, Any]]:
                 data = f.read(64 * 1024)
         except OSError:
             continue  # the replay reports an exec of an unknown binary
-        head, interp = _head_and_interpreter(data)
+        head, interp = exec_head(data), interpreter(data)
         images[path] = {
             "path": path, "realpath": os.path.realpath(host), "size": st.st_size, "dev": [os.major(st.st_dev), os.minor(st.st_dev)],
             "ino": st.st_ino, "mode": st.st_mode, "head": base64.b64encode(head).decode(),
@@ -158,30 +157,6 @@ def images_for(paths: Iterable[str], cwd: str) -> list[dict[str, Any]]:
         if interp:
             pending.append(interp)
     return list(images.values())
-
-
-def _head_and_interpreter(data: bytes) -> tuple[bytes, str | None]:
-    """What ``execve`` reads of a file: for ELF the header, the program headers and the PT_INTERP
-    string (at least the first page); for ``#!`` the first BINPRM_BUF_SIZE bytes."""
-    if data.startswith(b"#!"):
-        line = data[:BINPRM_BUF_SIZE].split(b"\n", 1)[0][2:].strip()
-        interp = os.fsdecode(line.split()[0]) if line else None
-        return data[:BINPRM_BUF_SIZE], interp
-    if data[:4] != b"\x7fELF" or len(data) < 64 or data[4] != 2:
-        return data[:HEAD_MINIMUM], None
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    end = max(HEAD_MINIMUM, phoff + phentsize * phnum)
-    interp = None
-    for i in range(phnum):
-        at = phoff + i * phentsize
-        if at + 56 > len(data):
-            break
-        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data, at)
-        if p_type == 3:  # PT_INTERP
-            end = max(end, p_offset + p_filesz)
-            interp = os.fsdecode(data[p_offset:p_offset + p_filesz].rstrip(b"\0"))
-    return data[:end], interp
 
 
 def main(command: Sequence[str], output: str, aslr: bool = False) -> int:

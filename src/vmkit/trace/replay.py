@@ -24,6 +24,7 @@ import base64
 import errno as errno_module
 import json
 import os
+import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ from vmkit.errors import Fault, ProcessGone
 from vmkit.sim.kernel import Kernel
 from vmkit.sim.process import SimProcess
 from vmkit.trace import arguments
+from vmkit.trace.images import interpreter
 from vmkit.trace.strace import Comment, Event, Exit, Syscall, TraceError
 
 PAGE_SIZE = 4096
@@ -368,8 +370,6 @@ class Replay:
             return old.model if not old.users else old.model.fork()
         process = self.kernel.spawn()
         for name, (soft, hard) in self.header.rlimits.items():
-            import resource
-
             process.setrlimit(getattr(resource, f"RLIMIT_{name}"), (soft, hard))
         uid, gid = self.header.cred.get("uid", 0), self.header.cred.get("gid", 0)
         if gid:
@@ -395,7 +395,7 @@ class Replay:
             if real != path:  # /lib64/ld-linux-x86-64.so.2 -> /usr/lib/...: maps shows the target
                 self.kernel.fs.symlink(real, path)
             self._images_loaded.add(path)
-            interp = arguments.elf_interpreter(head)
+            interp = interpreter(head)
             return self._load_image(_normal(interp)) if interp else ""
         if self.host_binaries and os.path.isfile(path):
             real = os.path.realpath(path)
@@ -406,7 +406,7 @@ class Replay:
             self._note(f"{path} was read from this machine (the trace carries no image of it)")
             self._images_loaded.add(path)
             with open(path, "rb") as f:
-                interp = arguments.elf_interpreter(f.read(65536))
+                interp = interpreter(f.read(65536))
             return self._load_image(_normal(interp)) if interp else ""
         return f"the binary {path} is neither in the trace nor on this machine"
 
@@ -834,6 +834,10 @@ def _on_dup(r: Replay, tid: Tid, call: Syscall) -> None:
     _dup_to(tid, _int(call.args[0], call), call.result or 0, False)
 
 
+def _on_dup2(r: Replay, tid: Tid, call: Syscall) -> None:
+    _dup_to(tid, _int(call.args[0], call), _int(call.args[1], call), False)
+
+
 def _on_dup3(r: Replay, tid: Tid, call: Syscall) -> None:
     flags = _int(call.args[2], call) if len(call.args) > 2 else 0
     _dup_to(tid, _int(call.args[0], call), call.result or 0, bool(flags & O_CLOEXEC))
@@ -897,8 +901,6 @@ def _on_setrlimit(r: Replay, tid: Tid, call: Syscall) -> None:
 
 
 def _set_rlimit(tid: Tid | None, name: str | None, limits: tuple[int, int]) -> None:
-    import resource
-
     if tid is None or tid.space.model is None or not name or not hasattr(resource, name):
         return
     try:
@@ -915,19 +917,12 @@ def _on_setresuid(r: Replay, tid: Tid, call: Syscall) -> None:
 
 _FILE_HANDLERS: dict[str, Callable[[Replay, Tid, Syscall], None]] = {
     "openat": _on_openat, "open": _on_open, "creat": _on_creat, "openat2": _on_openat2,
-    "close": _on_close, "close_range": _on_close_range, "dup": _on_dup, "dup2": _on_dup,
+    "close": _on_close, "close_range": _on_close_range, "dup": _on_dup, "dup2": _on_dup2,
     "dup3": _on_dup3, "fcntl": _on_fcntl, "memfd_create": _on_memfd_create,
     "pidfd_open": _on_pidfd_open, "fstat": _on_stat, "newfstatat": _on_stat, "statx": _on_stat,
     "ftruncate": _on_ftruncate, "prlimit64": _on_prlimit64, "setrlimit": _on_setrlimit,
     "setresuid": _on_setresuid,
 }
-
-
-def _on_dup2(r: Replay, tid: Tid, call: Syscall) -> None:
-    _dup_to(tid, _int(call.args[0], call), _int(call.args[1], call), False)
-
-
-_FILE_HANDLERS["dup2"] = _on_dup2
 
 
 # --- entry points -----------------------------------------------------------------------------------
