@@ -95,6 +95,7 @@ class Report:
     per_syscall: dict[str, list[int]] = field(default_factory=dict)  # name -> [calls, agree]
     other_calls: int = 0
     processes: int = 0
+    threads: int = 0  # tasks beyond each process's first (clone with CLONE_THREAD)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     command: list[str] | None = None  # from the trace's ``# vmkit-command`` header
@@ -110,7 +111,7 @@ class Report:
             "unverified": self.unverified_total,
             "unverified_reasons": dict(self.unverified.most_common()),
             "per_syscall": {name: {"calls": c, "agree": a} for name, (c, a) in sorted(self.per_syscall.items())},
-            "other_calls": self.other_calls, "processes": self.processes, "notes": self.notes,
+            "other_calls": self.other_calls, "processes": self.processes, "threads": self.threads, "notes": self.notes,
             "seconds": round(self.seconds, 3), "command": self.command,
         }
 
@@ -295,7 +296,10 @@ class Replay:
             tid = Tid(pid, pid, Space(None, f"the trace does not show where process {pid} came from"), {})
         tid.space.users.add(pid)
         self.tids[pid] = tid
-        self.report.processes += 1
+        if tid.tgid == pid:
+            self.report.processes += 1
+        else:
+            self.report.threads += 1
         return tid
 
     def _exit(self, pid: int) -> None:

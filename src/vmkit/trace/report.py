@@ -13,7 +13,8 @@ SHOWN_DISAGREEMENTS = 20
 def summary(report: Report, path: str, out: TextIO, *, show_all: bool = False) -> None:
     share = 100.0 * report.agree / report.calls if report.calls else 100.0
     speed = report.calls / report.seconds if report.seconds else 0.0
-    print(f"{path}: {report.processes} process(es), {report.calls} memory calls compared, "
+    threads = f" ({report.threads} more thread(s))" if report.threads else ""
+    print(f"{path}: {report.processes} process(es){threads}, {report.calls} memory calls compared, "
           f"{report.agree} agree ({share:.1f}%), {len(report.disagreements)} disagree, "
           f"{report.unverified_total} unverified", file=out)
     if report.command:
