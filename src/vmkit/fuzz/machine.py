@@ -178,14 +178,17 @@ class DifferentialMachine(RuleBasedStateMachine):
         return self.draw_zone_addr(data)
 
     def draw_destructive_range(self, data: st.DataObject, zones: tuple[tuple[int, int], ...] = ZONES,
-                               ) -> tuple[int, int]:
+                               cap: int | None = None) -> tuple[int, int]:
+        """A range a destructive call may cover; a length past its zone is cut at the zone's end, or
+        at ``cap`` for calls that create memory (a locked or populated VMA of up to 1 GiB would be
+        faulted in on both sides)."""
         addr = self.draw_zone_addr(data)
         length = data.draw(LENGTHS, label="length")
         if not destructive_ok(addr, length, zones):
             zone = next(((z0, z1) for z0, z1 in zones if z0 <= addr < z1), None)
             if zone is None:
                 addr, zone = ARENA, (ARENA, ARENA_END)
-            length = min(length, zone[1] - addr)
+            length = min(length, zone[1] - addr, cap if cap is not None else length)
         return addr, length
 
     def draw_fd(self, data: st.DataObject) -> int:
@@ -310,7 +313,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         fd = -1 if anonymous and data.draw(st.booleans()) else self.draw_fd(data)
         offset = data.draw(OFFSETS, label="offset")
         if kind in ("fixed", "noreplace"):
-            addr, length = self.draw_destructive_range(data, ((ARENA, ARENA_END),))
+            addr, length = self.draw_destructive_range(data, ((ARENA, ARENA_END),), cap=MAX_LEN)
             flags |= vmkit.MAP_FIXED if kind == "fixed" else vmkit.MAP_FIXED_NOREPLACE
         else:
             length = data.draw(LENGTHS, label="length")
@@ -346,7 +349,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         flags = data.draw(st.sampled_from([0, 1, 1, 1, 3, 3, 5, 7, 2, 4, 8, 0x10]), label="mremap flags")
         new_address = 0
         if flags & 2:  # MREMAP_FIXED: the new range is destroyed too
-            new_address, new_size = self.draw_destructive_range(data, ((ARENA, ARENA_END),))
+            new_address, new_size = self.draw_destructive_range(data, ((ARENA, ARENA_END),), cap=MAX_LEN)
         kind = "mremap.fixed" if flags & 2 else "mremap.dontunmap" if flags & 4 else "mremap"
         if not self.allowed(kind):
             return
@@ -407,7 +410,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         value = data.draw(st.one_of(
             st.integers(0, 4096).map(lambda n: 0x500000 + n * PAGE),
             st.integers(0x500000, 0x500000 + 64 * PAGE),
-            st.sampled_from([0, 1, 0x400000, 0x4FF000, 0x500000 + (16 << 20), ARENA, MASK64]),
+            # Never far above the heap zone: under MCL_FUTURE a break of GiBs is faulted in.
+            st.sampled_from([0, 1, 0x400000, 0x4FF000, 0x500000 + (16 << 20), HEAP_ZONE[1], MASK64]),
         ), label="brk")
         if value > TASK_SIZE and not self.allowed("brk.huge"):
             value = 0
