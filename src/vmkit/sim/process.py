@@ -17,6 +17,19 @@ from vmkit.sim.frames import pool
 from vmkit.sim.kernel import Task
 
 
+def _check_fsize(task: Task, pos: int, end: int) -> int:
+    """RLIMIT_FSIZE on a write or truncate reaching ``end`` from ``pos``: a write starting below the
+    limit is cut short at it (``generic_write_check_limits``); one starting at or past it, or a
+    truncate past it, raises SIGXFSZ and fails with EFBIG (mm/filemap.c, fs/attr.c
+    ``inode_newsize_ok``): the signal is not modelled.  Returns the allowed end."""
+    limit = task.rlimit_cur("RLIMIT_FSIZE")
+    if end <= limit:
+        return end
+    if pos >= limit or pos == end:
+        raise NotImplementedError("RLIMIT_FSIZE exceeded: SIGXFSZ (and its EFBIG) is not modelled")
+    return limit
+
+
 def _missing(what: str) -> NotImplementedError:
     return NotImplementedError(f"vmkit.sim does not implement {what} yet")
 
@@ -182,6 +195,8 @@ class SimProcess(Process):
             raise os_error(errno.EINVAL)
         if file.inode.kind != "reg" or not file.writable:
             raise os_error(errno.EINVAL if file.inode.kind != "reg" else errno.EINVAL)
+        if length > file.inode.size:  # inode_newsize_ok checks growth only
+            _check_fsize(task, length, length)
         self.kernel.fs.truncate(file.inode, length)
 
     def pread(self, fd: int, n: int, offset: int) -> bytes:
@@ -195,11 +210,14 @@ class SimProcess(Process):
         return file.inode.read(n, offset)
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
-        file = self._live().file(fd)
+        task = self._live()
+        file = task.file(fd)
         if not file.writable:
             raise os_error(errno.EBADF)
         if offset < 0:
             raise os_error(errno.EINVAL)
+        if data and file.inode.kind == "reg":
+            data = data[:_check_fsize(task, offset, offset + len(data)) - offset]
         return file.inode.write(bytes(data), offset)
 
     def mkdir(self, path: str, mode: int = 0o700) -> None:
@@ -235,24 +253,35 @@ class SimProcess(Process):
         return self.kernel.reap(self.task)
 
     def getrlimit(self, res: int) -> tuple[int, int]:
+        """prlimit64(0, res, NULL, &old) (kernel/sys.c ``do_prlimit``): EINVAL for a resource at or
+        past RLIM_NLIMITS; RLIM_INFINITY reads as -1."""
         from vmkit.sim.kernel import _RLIMIT_NAMES, RLIM_INFINITY
 
+        task = self._live()
         name = _RLIMIT_NAMES.get(res)
         if name is None:
-            raise _missing(f"resource {res}") if 0 <= res < 16 else os_error(errno.EINVAL)
-        soft, hard = self._live().rlimits[name]
+            raise os_error(errno.EINVAL)
+        soft, hard = task.rlimits[name]
         return (-1 if soft == RLIM_INFINITY else soft, -1 if hard == RLIM_INFINITY else hard)
 
     def setrlimit(self, res: int, limits: tuple[int, int]) -> None:
+        """prlimit64(0, res, &new, NULL) (kernel/sys.c ``do_prlimit``), checks in its order: EINVAL
+        for an unknown resource or soft > hard, EPERM for a hard RLIMIT_NOFILE above fs.nr_open,
+        EPERM for raising the hard limit without CAP_SYS_RESOURCE.  Every resource is stored; the
+        model acts on MEMLOCK, AS, DATA and STACK (memory), NOFILE (EMFILE), NPROC (fork EAGAIN),
+        FSIZE and CORE (NotImplementedError where they would act).  RLIMIT_CPU is stored only: a
+        model process consumes no CPU time, so it never reaches the limit (no SIGXCPU)."""
         from vmkit.sim.kernel import _RLIMIT_NAMES
 
         task = self._live()
         name = _RLIMIT_NAMES.get(res)
         if name is None:
-            raise _missing(f"resource {res}") if 0 <= res < 16 else os_error(errno.EINVAL)
+            raise os_error(errno.EINVAL)
         soft, hard = (v & ((1 << 64) - 1) for v in limits)
         if soft > hard:
             raise os_error(errno.EINVAL)
+        if name == "RLIMIT_NOFILE" and hard > self.kernel.nr_open:
+            raise os_error(errno.EPERM)
         if hard > task.rlimits[name][1] and not task.capable("CAP_SYS_RESOURCE"):
             raise os_error(errno.EPERM)
         task.rlimits[name] = [soft, hard]
