@@ -67,6 +67,8 @@ class Inode:
     kind: str = "reg"  # reg, dir, zero, null, pidfd
     #: The process a pidfd refers to.
     target: object = None
+    #: The huge page size of a hugetlbfs file (``huge_page_size(hstate_inode)``); 0 elsewhere.
+    huge_size: int = 0
 
     @property
     def is_shmem(self) -> bool:
@@ -118,8 +120,14 @@ class Inode:
             del self.disk[index]
 
     def read(self, n: int, offset: int) -> bytes:
-        """``read_iter`` through the page cache (pages read become cached)."""
+        """``read_iter`` through the page cache (pages read become cached).  A hugetlbfs file's
+        holes read as zeros without allocating (``hugetlbfs_read_iter``); with the empty pool it
+        never has pages."""
         end = min(offset + n, self.size)
+        if self.huge_size:
+            if self.cache:
+                raise NotImplementedError("reading hugetlbfs pages (a non-empty pool) is not modelled")
+            return bytes(max(0, end - offset))
         out = bytearray()
         pos = offset
         while pos < end:
@@ -288,6 +296,12 @@ class FileSystem:
         """A memfd_create object, owned by its creator's fsuid."""
         return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, uid=uid, path=f"/memfd:{name}",
                      deleted=True)
+
+    def hugetlb_memfd(self, name: str, huge_size: int, uid: int = 0) -> Inode:
+        """memfd_create(MFD_HUGETLB): ``hugetlb_file_setup`` makes an empty hugetlbfs file, mode
+        0777 (S_IRWXUGO), owned by the creator's fsuid (mm/memfd.c, fs/hugetlbfs/inode.c)."""
+        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o777, uid=uid,
+                     path=f"/memfd:{name}", deleted=True, huge_size=huge_size)
 
     def shmem_zero(self, size: int, uid: int = 0) -> Inode:
         """``shmem_zero_setup``: the object behind a shared anonymous mapping."""

@@ -197,6 +197,8 @@ class SimProcess(Process):
             raise os_error(errno.EINVAL if file.inode.kind != "reg" else errno.EINVAL)
         if length > file.inode.size:  # inode_newsize_ok checks growth only
             _check_fsize(task, length, length)
+        if length & (file.inode.huge_size - 1) and file.inode.huge_size:
+            raise os_error(errno.EINVAL)  # hugetlbfs_setattr: a size in whole huge pages
         self.kernel.fs.truncate(file.inode, length)
 
     def pread(self, fd: int, n: int, offset: int) -> bytes:
@@ -216,6 +218,8 @@ class SimProcess(Process):
             raise os_error(errno.EBADF)
         if offset < 0:
             raise os_error(errno.EINVAL)
+        if file.inode.huge_size:  # hugetlbfs has no write_iter: !FMODE_CAN_WRITE (vfs_write)
+            raise os_error(errno.EINVAL)
         if data and file.inode.kind == "reg":
             data = data[:_check_fsize(task, offset, offset + len(data)) - offset]
         return file.inode.write(bytes(data), offset)
@@ -228,14 +232,27 @@ class SimProcess(Process):
         self.kernel.fs.unlink(path)
 
     def memfd_create(self, name: str, flags: int = 0) -> int:
+        """memfd_create(2) (mm/memfd.c): EINVAL for unknown flags (MFD_HUGETLB also allows a page
+        size in bits 26-31) and for MFD_EXEC with MFD_NOEXEC_SEAL; the descriptor is allocated
+        (EMFILE) before ``hugetlb_file_setup`` looks up the page size (ENODEV for one this machine
+        has no hstate for)."""
         from vmkit.sim.fs import OpenFile
+        from vmkit.sim.sys_mmap import HUGE_SIZES
 
         task = self._live()
-        if flags & ~0x1F:
+        flags &= 0xFFFFFFFF
+        if flags & ~(0x1F | (0x3F << 26 if flags & 0x4 else 0)):
             raise os_error(errno.EINVAL)
+        if flags & 0x10 and flags & 0x8:
+            raise os_error(errno.EINVAL)
+        fd = task.install_fd(OpenFile(self.kernel.fs.memfd(name, task.cred.euid), 2))
         if flags & 0x4:
-            raise _missing("memfd_create(MFD_HUGETLB)")
-        return task.install_fd(OpenFile(self.kernel.fs.memfd(name, task.cred.euid), 2))
+            huge_size = HUGE_SIZES.get(flags >> 26)
+            if huge_size is None:
+                del task.fds[fd]
+                raise os_error(errno.ENODEV)
+            task.fds[fd] = OpenFile(self.kernel.fs.hugetlb_memfd(name, huge_size, task.cred.euid), 2)
+        return fd
 
     def pidfd_open(self, pid: int) -> int:
         from vmkit.sim.fs import OpenFile

@@ -53,7 +53,11 @@ def sys_mmap(task: Task, addr: int, length: int, prot: int, flags: int, fd: int,
     hugetlb = False
     if not flags & abi.MAP_ANONYMOUS:
         file = task.file(fd if fd < (1 << 31) else fd - (1 << 32))
-        if flags & abi.MAP_HUGETLB:
+        huge_size = file.inode.huge_size
+        if huge_size:  # is_file_hugepages: the length in whole huge pages (MAP_HUGETLB is fine)
+            length = (length + huge_size - 1) & ~(huge_size - 1) & MASK64
+            hugetlb = True
+        elif flags & abi.MAP_HUGETLB:
             raise os_error(errno.EINVAL)
     elif flags & abi.MAP_HUGETLB:
         size = HUGE_SIZES.get((flags >> 26) & 0x3F)
@@ -87,7 +91,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
     addr = mm.get_unmapped_area(file, addr, length, pgoff if file is not None else 0, flags,
-                                huge_size=HUGE_SIZES[(flags >> 26) & 0x3F] if hugetlb else 0)
+                                huge_size=hugetlb_size(file, flags) if hugetlb else 0)
     if flags & abi.MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
         raise os_error(errno.EEXIST)
     if flags & abi.MAP_LOCKED and not task.can_do_mlock():
@@ -150,6 +154,14 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     return addr
 
 
+def hugetlb_size(file: OpenFile | None, flags: int) -> int:
+    """The huge page size of a hugetlb mapping: the file's hstate, or for anonymous MAP_HUGETLB
+    the one encoded in the flags (``hstate_sizelog``)."""
+    if file is not None and file.inode.huge_size:
+        return file.inode.huge_size
+    return HUGE_SIZES[(flags >> 26) & 0x3F]
+
+
 def shared_flags(map_type: int, flags: int) -> int:
     """MAP_SHARED silently drops flags outside LEGACY_MAP_MASK; MAP_SHARED_VALIDATE refuses them
     with EOPNOTSUPP (``do_mmap``)."""
@@ -207,10 +219,12 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
         mm.munmap_range(addr, end)
     # hugetlbfs_file_mmap runs after the old mappings were cleared: when it refuses, a MAP_FIXED
     # caller has lost them (vms_abort_munmap_vmas cannot restore cleared page tables; seen on 6.18)
-    if hugetlb and pgoff & ((HUGE_SIZES[(flags >> 26) & 0x3F] >> 12) - 1):
+    if hugetlb and pgoff & ((hugetlb_size(file, flags) >> 12) - 1):
         raise os_error(errno.EINVAL)  # the offset must be huge-page aligned
     if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
         raise os_error(errno.ENOMEM)  # hugetlb_reserve_pages: the pool is empty
+    if hugetlb and file is not None and hugetlb_size(file, flags) != 2 << 20:
+        raise NotImplementedError("mappings of a 1 GiB hugetlbfs file are not modelled")
     vma_file = file
     anonymous = file is None
     if file is not None and file.inode.kind == "zero":
@@ -227,7 +241,10 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
             anonymous = False
         if hugetlb:
             vm_flags |= VM_HUGETLB | VM_DONTEXPAND
-            vma_file = OpenFile(kernel.fs.hugetlb_file(length, task.cred.euid), 2)
+            if file is None:
+                vma_file = OpenFile(kernel.fs.hugetlb_file(length, task.cred.euid), 2)
+            elif vm_flags & VM_WRITE and file.inode.size < length + (pgoff << 12):
+                file.inode.size = length + (pgoff << 12)  # hugetlbfs_file_mmap extends i_size
             anonymous = False
         vma = Vma(addr, end, pgoff, vm_flags, vma_file, anonymous=anonymous)
         mm.insert_vma(vma)
