@@ -144,3 +144,14 @@ def test_failed_fixed_hugetlb_mapping_has_already_cleared_the_range(proc: Proces
                   vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED | vmkit.MAP_HUGETLB)
     assert e.value.errno == errno.ENOMEM
     assert not any(line.startswith(f"{base:x}-") for line in proc.maps().splitlines())
+
+
+def test_map_shared_validate_refuses_flag_bits_above_31(proc: Process) -> None:
+    """mmap's flags are an unsigned long down to do_mmap: MAP_SHARED_VALIDATE refuses a bit above 31
+    with EOPNOTSUPP (``flags & ~flags_mask``) before the hugetlb pool's ENOMEM; MAP_SHARED ignores
+    it (mm/mmap.c)."""
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 2 << 20, vmkit.PROT_NONE, vmkit.MAP_SHARED_VALIDATE | vmkit.MAP_ANONYMOUS
+                  | vmkit.MAP_HUGETLB | (1 << 40))
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert proc.mmap(None, 4096, vmkit.PROT_NONE, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | (1 << 40)) > 0

@@ -45,7 +45,9 @@ def sys_mmap(task: Task, addr: int, length: int, prot: int, flags: int, fd: int,
     """mmap(2) on x86-64: ``sys_mmap`` → ``ksys_mmap_pgoff`` → ``do_mmap``."""
     addr, length, offset = addr & MASK64, length & MASK64, offset & MASK64
     prot = int(prot) & 0xFFFFFFFF  # plain ints: IntFlag arithmetic would make every VMA flag slow
-    flags = int(flags) & 0xFFFFFFFF
+    # flags is an unsigned long all the way to do_mmap: bits above 31 stay (MAP_SHARED_VALIDATE
+    # refuses them with EOPNOTSUPP; MAP_SHARED and MAP_PRIVATE ignore them)
+    flags = int(flags) & MASK64
     if offset & (PAGE_SIZE - 1):
         raise os_error(errno.EINVAL)
     pgoff = offset >> 12
@@ -167,7 +169,7 @@ def shared_flags(map_type: int, flags: int) -> int:
     with EOPNOTSUPP (``do_mmap``)."""
     if map_type == abi.MAP_SHARED:
         return flags & LEGACY_MAP_MASK
-    if flags & ~LEGACY_MAP_MASK & 0xFFFFFFFF:
+    if flags & ~LEGACY_MAP_MASK:
         raise os_error(errno.EOPNOTSUPP)
     return flags
 
