@@ -155,3 +155,18 @@ def test_map_shared_validate_refuses_flag_bits_above_31(proc: Process) -> None:
                   | vmkit.MAP_HUGETLB | (1 << 40))
     assert e.value.errno == errno.EOPNOTSUPP
     assert proc.mmap(None, 4096, vmkit.PROT_NONE, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | (1 << 40)) > 0
+
+
+def test_a_pidfd_is_an_o_rdwr_regular_pidfs_file(proc: Process) -> None:
+    """pidfd_prepare opens the pidfs file O_RDWR and on 6.18 its inode is S_IFREG: ftruncate gets to
+    pidfs_setattr (EOPNOTSUPP), pread/pwrite find no read_iter/write_iter (EINVAL), and a shared
+    writable mmap is refused for the missing ->mmap (ENODEV), not for the access mode."""
+    fd = proc.pidfd_open(proc.pid)
+    for call, args, expected in ((proc.ftruncate, (fd, 4095), errno.EOPNOTSUPP),
+                                 (proc.pread, (fd, 4, 0), errno.EINVAL),
+                                 (proc.pwrite, (fd, b"x", 0), errno.EINVAL),
+                                 (proc.mmap, (None, 4096, vmkit.PROT_READ | vmkit.PROT_WRITE,
+                                              vmkit.MAP_SHARED, fd, 0), errno.ENODEV)):
+        with pytest.raises(OSError) as e:
+            call(*args)
+        assert e.value.errno == expected

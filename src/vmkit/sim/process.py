@@ -8,6 +8,7 @@ brk), ``sys_mprotect``, ``sys_mremap``, ``sys_madvise``, ``sys_mincore``, ``sys_
 from __future__ import annotations
 
 import errno
+import os
 
 from vmkit.errors import ProcessGone, os_error
 from vmkit.flags import caps_to_mask, mask_to_caps
@@ -193,6 +194,8 @@ class SimProcess(Process):
         file = task.file(fd)
         if length < 0:
             raise os_error(errno.EINVAL)
+        if file.inode.kind == "pidfd" and file.writable:
+            raise os_error(errno.EOPNOTSUPP)  # a regular pidfs inode: pidfs_setattr refuses
         if file.inode.kind != "reg" or not file.writable:
             raise os_error(errno.EINVAL if file.inode.kind != "reg" else errno.EINVAL)
         if length > file.inode.size:  # inode_newsize_ok checks growth only
@@ -207,6 +210,8 @@ class SimProcess(Process):
             raise os_error(errno.EBADF)
         if file.inode.kind == "dir":
             raise os_error(errno.EISDIR)
+        if file.inode.kind == "pidfd":
+            raise os_error(errno.EINVAL)  # pidfs has no read_iter: !FMODE_CAN_READ (vfs_read)
         if offset < 0:
             raise os_error(errno.EINVAL)
         return file.inode.read(n, offset)
@@ -218,8 +223,8 @@ class SimProcess(Process):
             raise os_error(errno.EBADF)
         if offset < 0:
             raise os_error(errno.EINVAL)
-        if file.inode.huge_size:  # hugetlbfs has no write_iter: !FMODE_CAN_WRITE (vfs_write)
-            raise os_error(errno.EINVAL)
+        if file.inode.huge_size or file.inode.kind == "pidfd":
+            raise os_error(errno.EINVAL)  # hugetlbfs and pidfs have no write_iter: !FMODE_CAN_WRITE (vfs_write)
         if data and file.inode.kind == "reg":
             data = data[:_check_fsize(task, offset, offset + len(data)) - offset]
         return file.inode.write(bytes(data), offset)
@@ -259,7 +264,8 @@ class SimProcess(Process):
 
         task = self._live()
         target = self.kernel.find_task(pid)
-        return task.install_fd(OpenFile(self.kernel.fs.pidfd(target), 0))
+        # pidfd_prepare opens the pidfs file O_RDWR (kernel/pid.c); on 6.18 its inode is S_IFREG
+        return task.install_fd(OpenFile(self.kernel.fs.pidfd(target), os.O_RDWR))
 
     # --- signals, limits, credentials ---------------------------------------------------------------
 
