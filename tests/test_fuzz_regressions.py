@@ -170,3 +170,15 @@ def test_a_pidfd_is_an_o_rdwr_regular_pidfs_file(proc: Process) -> None:
         with pytest.raises(OSError) as e:
             call(*args)
         assert e.value.errno == expected
+
+
+def test_mapping_a_pidfd_executable_is_eperm_on_the_noexec_pidfs(proc: Process) -> None:
+    """pidfs is SB_I_NOEXEC: do_mmap refuses VM_EXEC on it (path_noexec, EPERM) before it finds the
+    missing ->mmap (ENODEV) (mm/mmap.c)."""
+    fd = proc.pidfd_open(proc.pid)
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 4096, vmkit.PROT_READ | vmkit.PROT_EXEC, vmkit.MAP_PRIVATE, fd, 0)
+    assert e.value.errno == errno.EPERM
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 4096, vmkit.PROT_READ, vmkit.MAP_PRIVATE, fd, 0)
+    assert e.value.errno == errno.ENODEV

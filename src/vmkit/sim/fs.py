@@ -37,13 +37,16 @@ class Mount:
     dev: str
     has_disk: bool
     refuses_map_sync: bool
+    #: ``SB_I_NOEXEC`` (``path_noexec``): no PROT_EXEC mappings of its files.
+    noexec: bool = False
 
 
 EXT4 = Mount("ext4", "fe:00", has_disk=True, refuses_map_sync=True)
 TMPFS = Mount("tmpfs", "00:1b", has_disk=False, refuses_map_sync=False)
 SHMEM = Mount("shmem", "00:01", has_disk=False, refuses_map_sync=False)
 DEVTMPFS = Mount("devtmpfs", "00:06", has_disk=False, refuses_map_sync=False)
-PROCFS = Mount("anon_inode", "00:0f", has_disk=False, refuses_map_sync=False)
+#: pidfs, where pidfds live (``pidfs_init_fs_context`` sets SB_I_NOEXEC).
+PROCFS = Mount("anon_inode", "00:0f", has_disk=False, refuses_map_sync=False, noexec=True)
 HUGETLBFS = Mount("hugetlbfs", "00:10", has_disk=False, refuses_map_sync=False)
 
 

@@ -15,7 +15,7 @@ from vmkit.sim import abi
 from vmkit.sim.fs import OpenFile
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
-    VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_GROWSDOWN,
+    VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_EXEC, VM_GROWSDOWN,
     VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
     VM_NORESERVE, VM_SHARED, VM_WIPEONFORK, VM_WRITE,
     calc_vm_flag_bits, calc_vm_prot_bits,
@@ -116,6 +116,10 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
             raise os_error(errno.EINVAL)
         if not file.readable:
             raise os_error(errno.EACCES)
+        if inode.mount.noexec:  # path_noexec: no VM_EXEC, and none later through mprotect
+            if vm_flags & VM_EXEC:
+                raise os_error(errno.EPERM)
+            vm_flags &= ~VM_MAYEXEC
         if inode.kind in ("dir", "pidfd", "null"):
             raise os_error(errno.ENODEV)
         if vm_flags & VM_GROWSDOWN:
