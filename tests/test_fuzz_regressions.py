@@ -182,3 +182,17 @@ def test_mapping_a_pidfd_executable_is_eperm_on_the_noexec_pidfs(proc: Process) 
     with pytest.raises(OSError) as e:
         proc.mmap(None, 4096, vmkit.PROT_READ, vmkit.MAP_PRIVATE, fd, 0)
     assert e.value.errno == errno.ENODEV
+
+
+def test_file_mmap_ok_limits_every_file_type(proc: Process) -> None:
+    """file_mmap_ok runs for every file before the map type is looked at: a regular file (a 6.18
+    pidfd is one) ends within MAX_LFS_FILESIZE, anything else within ULONG_MAX (/dev/zero with an
+    offset of 2**64 - 4096) — EOVERFLOW (mm/mmap.c file_mmap_size_max)."""
+    pidfd = proc.pidfd_open(proc.pid)
+    zero = proc.open("/dev/zero", os.O_RDWR)
+    for fd, offset in ((pidfd, 1 << 63), (zero, (1 << 64) - 4096)):
+        for map_type in (0, vmkit.MAP_PRIVATE):
+            with pytest.raises(OSError) as e:
+                proc.mmap(None, 0x27000, vmkit.PROT_READ, map_type, fd, offset)
+            assert e.value.errno == errno.EOVERFLOW
+    assert proc.mmap(None, 0x27000, vmkit.PROT_READ, vmkit.MAP_PRIVATE, zero, (1 << 64) - (2 << 20)) > 0

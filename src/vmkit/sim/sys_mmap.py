@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE, TASK_SIZE
 from vmkit.sim import abi
-from vmkit.sim.fs import OpenFile
+from vmkit.sim.fs import Inode, OpenFile
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
     VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_EXEC, VM_GROWSDOWN,
@@ -103,7 +103,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     map_type = flags & abi.MAP_TYPE
     if file is not None:
         inode = file.inode
-        if inode.kind == "reg" and not file_mmap_ok(pgoff, length):
+        if not file_mmap_ok(pgoff, length, file_mmap_size_max(inode)):
             raise os_error(errno.EOVERFLOW)
         if map_type in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE):
             flags = shared_flags(map_type, flags)
@@ -178,9 +178,14 @@ def shared_flags(map_type: int, flags: int) -> int:
     return flags
 
 
-def file_mmap_ok(pgoff: int, length: int) -> bool:
-    """``file_mmap_ok`` for regular files: the range must end within MAX_LFS_FILESIZE."""
-    maxsize = (1 << 63) - 1
+def file_mmap_size_max(inode: Inode) -> int:
+    """``file_mmap_size_max`` (mm/mmap.c): MAX_LFS_FILESIZE for regular files (pidfs inodes are
+    S_IFREG on 6.18), ULONG_MAX for the rest the model has (directories, /dev/zero, /dev/null)."""
+    return (1 << 63) - 1 if inode.kind in ("reg", "pidfd") else MASK64
+
+
+def file_mmap_ok(pgoff: int, length: int, maxsize: int = (1 << 63) - 1) -> bool:
+    """``file_mmap_ok``: the range must end within ``maxsize`` (MAX_LFS_FILESIZE for regular files)."""
     if length > maxsize:
         return False
     return pgoff <= (maxsize - length) >> 12
