@@ -196,3 +196,32 @@ def test_file_mmap_ok_limits_every_file_type(proc: Process) -> None:
                 proc.mmap(None, 0x27000, vmkit.PROT_READ, map_type, fd, offset)
             assert e.value.errno == errno.EOVERFLOW
     assert proc.mmap(None, 0x27000, vmkit.PROT_READ, vmkit.MAP_PRIVATE, zero, (1 << 64) - (2 << 20)) > 0
+
+
+def test_pageout_drops_clean_shmem_pages(proc: Process) -> None:
+    """Without swap MADV_PAGEOUT still reclaims a shmem page that was never written (a read fault
+    or MAP_POPULATE of a shared mapping allocates a clean zeroed folio: shrink_folio_list removes
+    it); written pages stay (shmem_writeout redirties them) (mm/vmscan.c, mm/shmem.c)."""
+    page = vmkit.PAGE_SIZE
+    rw = vmkit.PROT_READ | vmkit.PROT_WRITE
+    a = proc.mmap(None, 3 * page, rw, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS)
+    proc.read(a, 1)
+    proc.write(a + page, b"x")
+    b = proc.mmap(None, 2 * page, rw, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_POPULATE)
+    assert (proc.mincore(a, 3 * page), proc.mincore(b, 2 * page)) == (b"\1\1\0", b"\1\1")
+    proc.madvise(a, 3 * page, vmkit.MADV_PAGEOUT)
+    proc.madvise(b, 2 * page, vmkit.MADV_PAGEOUT)
+    assert (proc.mincore(a, 3 * page), proc.mincore(b, 2 * page)) == (b"\0\1\0", b"\0\0")
+    assert proc.read(a, 2 * page) == bytes(page) + b"x" + bytes(page - 1)
+
+
+def test_pread_of_a_shmem_hole_allocates_no_page(proc: Process) -> None:
+    """shmem_file_read_iter reads a hole as zeros without allocating a folio (SGP_READ), so the page
+    is not resident for mincore afterwards (mm/shmem.c)."""
+    page = vmkit.PAGE_SIZE
+    fd = proc.memfd_create("m")
+    proc.ftruncate(fd, 2 * page)
+    proc.pwrite(fd, b"a", 0)
+    assert proc.pread(fd, 2 * page, 0) == b"a" + bytes(2 * page - 1)
+    a = proc.mmap(None, 2 * page, vmkit.PROT_READ, vmkit.MAP_SHARED, fd, 0)
+    assert proc.mincore(a, 2 * page) == b"\1\0"

@@ -127,6 +127,8 @@ class Inode:
         holes read as zeros without allocating (``hugetlbfs_read_iter``); with the empty pool it
         never has pages."""
         end = min(offset + n, self.size)
+        if self.is_shmem:
+            return self._read_shmem(offset, end)
         if self.huge_size:
             if self.cache:
                 raise NotImplementedError("reading hugetlbfs pages (a non-empty pool) is not modelled")
@@ -137,6 +139,19 @@ class Inode:
             index, inpage = divmod(pos, PAGE_SIZE)
             take = min(PAGE_SIZE - inpage, end - pos)
             out += pool().read(self.get_page(index), inpage, take)
+            pos += take
+        return bytes(out)
+
+    def _read_shmem(self, offset: int, end: int) -> bytes:
+        """``shmem_file_read_iter``: a hole (``SGP_READ`` finds no folio) reads as zeros and
+        allocates nothing (mm/shmem.c)."""
+        out = bytearray()
+        pos = offset
+        while pos < end:
+            index, inpage = divmod(pos, PAGE_SIZE)
+            take = min(PAGE_SIZE - inpage, end - pos)
+            frame = self.cache.get(index)
+            out += pool().read(frame, inpage, take) if frame is not None else bytes(take)
             pos += take
         return bytes(out)
 
