@@ -14,6 +14,13 @@ from typing import Any
 PAGE = 4096
 
 
+@dataclass(frozen=True)
+class PidOf:
+    """An argument that is the pid of lockstep process ``proc`` (each side passes its own)."""
+
+    proc: int
+
+
 @dataclass
 class Step:
     """One operation on one process: ``procs[proc].method(*args)``, and what the native side did."""
@@ -62,6 +69,10 @@ def value_expr(value: Any, run_dir: str | None) -> str:
     """A Python expression for an argument or result."""
     if isinstance(value, bool) or value is None:
         return repr(value)
+    if isinstance(value, PidOf):
+        return f"{_name(value.proc)}.pid"
+    if isinstance(value, list):
+        return "[" + ", ".join(value_expr(v, run_dir) for v in value) + "]"
     if isinstance(value, int):
         value = int(value)  # enum members print as plain numbers, ready to paste
         return f"{value:#x}" if abs(value) >= PAGE else repr(value)
@@ -156,4 +167,4 @@ def _summ(divergence: Divergence | None, side: str) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-__all__ = ["Divergence", "Step", "bytes_expr", "render_test"]
+__all__ = ["Divergence", "PidOf", "Step", "bytes_expr", "render_test"]
