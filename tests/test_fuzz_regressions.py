@@ -225,3 +225,15 @@ def test_pread_of_a_shmem_hole_allocates_no_page(proc: Process) -> None:
     assert proc.pread(fd, 2 * page, 0) == b"a" + bytes(2 * page - 1)
     a = proc.mmap(None, 2 * page, vmkit.PROT_READ, vmkit.MAP_SHARED, fd, 0)
     assert proc.mincore(a, 2 * page) == b"\1\0"
+
+
+def test_dev_zero_reads_zeros_and_dev_null_eof_both_swallow_writes(proc: Process) -> None:
+    """drivers/char/mem.c: /dev/zero's read_iter_zero fills the buffer with zeros at any offset,
+    /dev/null reads end-of-file, and both take every write (write_null)."""
+    zero, null = proc.open("/dev/zero", os.O_RDWR), proc.open("/dev/null", os.O_RDWR)
+    assert proc.pread(zero, 4095, 0) == bytes(4095)
+    assert proc.pread(zero, 5, 1 << 40) == bytes(5)
+    assert proc.pread(null, 5, 0) == b""
+    assert proc.pwrite(zero, b"abc", 7) == 3
+    assert proc.pwrite(null, b"abc", 7) == 3
+    assert proc.pread(zero, 16, 0) == bytes(16)

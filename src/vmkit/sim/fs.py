@@ -126,6 +126,8 @@ class Inode:
         """``read_iter`` through the page cache (pages read become cached).  A hugetlbfs file's
         holes read as zeros without allocating (``hugetlbfs_read_iter``); with the empty pool it
         never has pages."""
+        if self.kind in ("zero", "null"):  # drivers/char/mem.c: read_iter_zero, read_null (EOF)
+            return bytes(n) if self.kind == "zero" else b""
         end = min(offset + n, self.size)
         if self.is_shmem:
             return self._read_shmem(offset, end)
@@ -156,7 +158,10 @@ class Inode:
         return bytes(out)
 
     def write(self, data: bytes, offset: int) -> int:
-        """``write_iter`` through the page cache; extends the file."""
+        """``write_iter`` through the page cache; extends the file.  /dev/zero and /dev/null take
+        and drop everything (``write_null``)."""
+        if self.kind in ("zero", "null"):
+            return len(data)
         pos, done = offset, 0
         while done < len(data):
             index, inpage = divmod(pos, PAGE_SIZE)
