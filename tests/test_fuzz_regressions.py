@@ -122,9 +122,9 @@ def test_mcl_future_does_not_lock_droppable_mappings(proc: Process) -> None:
 
 
 def test_unprivileged_mincore_of_its_own_hugetlb_mapping_shows_real_state(proc: Process) -> None:
-    """The hugetlbfs object behind an anonymous MAP_HUGETLB mapping (mode 0600) belongs to its
-    creator, so can_do_mincore lets an unprivileged creator see the real, untouched state (all 0)
-    instead of "all resident" (mm/mincore.c)."""
+    """The hugetlbfs object behind an anonymous MAP_HUGETLB mapping belongs to its creator, so
+    can_do_mincore lets an unprivileged creator see the real, untouched state (all 0) instead of
+    "all resident" (mm/mincore.c)."""
     proc.drop_privileges()
     a = proc.mmap(None, 2 << 20, vmkit.PROT_READ | vmkit.PROT_WRITE,
                   vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB | vmkit.MAP_NORESERVE)
@@ -237,3 +237,14 @@ def test_dev_zero_reads_zeros_and_dev_null_eof_both_swallow_writes(proc: Process
     assert proc.pwrite(zero, b"abc", 7) == 3
     assert proc.pwrite(null, b"abc", 7) == 3
     assert proc.pread(zero, 16, 0) == bytes(16)
+
+
+def test_anonymous_hugetlb_file_is_writable_by_all_so_mincore_shows_real_state(proc: Process) -> None:
+    """hugetlb_file_setup makes the object behind MAP_HUGETLB with mode 0777 (S_IRWXUGO): a forked
+    child that dropped root passes can_do_mincore's file_permission(MAY_WRITE) on root's object and
+    sees the real state (all 0), not "all resident" (fs/hugetlbfs/inode.c, mm/mincore.c)."""
+    a = proc.mmap(None, 1921, vmkit.PROT_NONE,
+                  vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_NORESERVE | vmkit.MAP_HUGETLB)
+    child = proc.fork()
+    child.drop_privileges()
+    assert child.mincore(a, 16 * vmkit.PAGE_SIZE) == bytes(16)

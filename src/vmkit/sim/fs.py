@@ -332,8 +332,9 @@ class FileSystem:
                      path="/dev/zero", deleted=True)
 
     def hugetlb_file(self, size: int, uid: int = 0) -> Inode:
-        """``hugetlb_file_setup``: the object behind an anonymous MAP_HUGETLB mapping."""
-        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o600, size=size, uid=uid,
+        """``hugetlb_file_setup``: the object behind an anonymous MAP_HUGETLB mapping, mode 0777
+        (S_IRWXUGO) and owned by the creator's fsuid (fs/hugetlbfs/inode.c)."""
+        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o777, size=size, uid=uid,
                      path="/anon_hugepage", deleted=True)
 
     def pidfd(self, target: object) -> Inode:
