@@ -33,7 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 import vmkit
 from vmkit import native, sim
 from vmkit.fuzz.compare import normalise_maps, outcome, parse_maps, status_subset
-from vmkit.fuzz.printer import Divergence, PidOf, Step, render_test
+from vmkit.fuzz.printer import Divergence, PidOf, Step, render_test, shm_file_of
 
 PAGE = vmkit.PAGE_SIZE
 MASK64 = (1 << 64) - 1
@@ -125,8 +125,9 @@ RLIMIT_FLOORS = {0: 1 << 20, 1: 1 << 20}
 PVM_WILD = [0, 1, PAGE, 0x10000, 0x100000000, TASK_SIZE, 1 << 47, MASK64 - PAGE + 1]
 #: A pid no process has (pid_max is 4194304).
 NO_PID = 0x3FFFFFF0
-#: process_madvise advice: the four it accepts for another process, and some it refuses.
-PMADV = [3, 20, 21, 25, 3, 20, 21, 4, 0, 14, 99]
+#: process_madvise advice: the four it accepts for another process, and others (any is fine for
+#: the caller itself on 6.18).
+PMADV = [3, 20, 21, 25] * 3 + [4, 0, 14, 99]
 MFD_FLAGS = [0, 1, 2, 3, 0x4, 0x4, 0x5, 0x4 | (21 << 26), 0x4 | (22 << 26), 0x4 | (30 << 26), 21 << 26, 0x18]
 
 
@@ -158,6 +159,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.anchors: list[int] = [ARENA, ARENA + 16 * PAGE, ARENA + 256 * PAGE, ARENA + (1 << 29),
                                    ARENA_END - 4 * PAGE, 0x500000]
         self.fds: list[int] = [-1, 99]
+        #: Descriptors pidfd_open returned (in some process: the number may mean another file).
+        self.pidfds: list[int] = []
         self.privileged = True
         STATS["sequences"] += 1
 
@@ -168,6 +171,10 @@ class DifferentialMachine(RuleBasedStateMachine):
             except Exception:  # noqa: BLE001
                 pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        try:
+            os.unlink(shm_file_of(self.run_dir))
+        except FileNotFoundError:
+            pass
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -480,8 +487,10 @@ class DifferentialMachine(RuleBasedStateMachine):
             flags = MFD_FLAGS if self.allowed("files.hugetlb") else [0, 1, 2, 3]
             fd = self.do(proc, "memfd_create", "fz", data.draw(st.sampled_from(flags), label="memfd flags"))
         else:
-            name = data.draw(st.sampled_from(["f0", "f1", "f2"]), label="name")
-            fd = self.do(proc, "open", f"{self.run_dir}/{name}", data.draw(OPEN_FLAGS, label="flags"))
+            names = ["f0", "f1", "f2"] + (["shm", "zero"] if self.allowed("files.devices") else [])
+            name = data.draw(st.sampled_from(names), label="name")
+            path = {"shm": shm_file_of(self.run_dir), "zero": "/dev/zero"}.get(name, f"{self.run_dir}/{name}")
+            fd = self.do(proc, "open", path, data.draw(OPEN_FLAGS, label="flags"))
         if isinstance(fd, int) and fd not in self.fds:
             self.fds.append(fd)
 
@@ -556,20 +565,27 @@ class DifferentialMachine(RuleBasedStateMachine):
         proc = self.draw_proc(data)
         call = data.draw(st.sampled_from(["pidfd_open", "process_madvise", "process_madvise",
                                           "process_mrelease"]), label="call")
-        if call == "pidfd_open":
+        if call == "pidfd_open" or not self.pidfds and data.draw(st.booleans(), label="open first"):
             fd = self.do(proc, "pidfd_open", self.draw_target(data, proc))
             if isinstance(fd, int) and fd not in self.fds:
                 self.fds.append(fd)
+            if isinstance(fd, int) and fd not in self.pidfds:
+                self.pidfds.append(fd)
             return
-        pidfd = data.draw(st.sampled_from(self.fds + [-10000, -10001]), label="pidfd")
+        pidfd = data.draw(st.sampled_from(self.pidfds * 4 + self.fds + [-10000, -10001]), label="pidfd")
         if call == "process_mrelease":
             self.do(proc, "process_mrelease", pidfd, data.draw(st.sampled_from([0, 0, 1])))
             return
         iov = []
         for _ in range(data.draw(st.integers(1, 3), label="count")):
-            iov.append(self.draw_destructive_range(data, cap=MAX_LEN))
+            if data.draw(st.booleans(), label="small"):  # likely within one VMA
+                addr = self.draw_zone_addr(data) & ~(PAGE - 1)
+                zone = next(z for z in ZONES if z[0] <= addr < z[1])
+                iov.append((addr, min(data.draw(st.integers(1, 8), label="pages") * PAGE, zone[1] - addr)))
+            else:
+                iov.append(self.draw_destructive_range(data, cap=MAX_LEN))
         advice = data.draw(st.sampled_from(PMADV), label="advice")
-        self.do(proc, "process_madvise", pidfd, iov, advice, data.draw(st.sampled_from([0, 0, 0, 1])))
+        self.do(proc, "process_madvise", pidfd, iov, advice, data.draw(st.sampled_from([0] * 7 + [1])))
 
     @precondition(lambda self: not self.halted and self.allowed("drop_privileges"))
     @rule(data=st.data())
