@@ -29,7 +29,8 @@ clean:
 
 # Long differential run of vmkit.sim against the real kernel: `make fuzz STEPS=100000`.
 # EXCLUDE=kind,kind leaves operation kinds out (see KNOWN_DIVERGENT in tests/test_differential.py).
+# NO_SHRINK=1 prints a divergent sequence as run (volume runs); SEED=N repeats a run.
 STEPS ?= 20000
 EXCLUDE ?=
 fuzz: $(STAMP)
-	$(BIN)/python -m vmkit.fuzz --steps $(STEPS) $(if $(EXCLUDE),--exclude $(EXCLUDE))
+	$(BIN)/python -m vmkit.fuzz --steps $(STEPS) $(if $(EXCLUDE),--exclude $(EXCLUDE)) $(if $(NO_SHRINK),--no-shrink) $(if $(SEED),--seed $(SEED))

@@ -122,9 +122,9 @@ def test_mcl_future_does_not_lock_droppable_mappings(proc: Process) -> None:
 
 
 def test_unprivileged_mincore_of_its_own_hugetlb_mapping_shows_real_state(proc: Process) -> None:
-    """The hugetlbfs object behind an anonymous MAP_HUGETLB mapping (mode 0600) belongs to its
-    creator, so can_do_mincore lets an unprivileged creator see the real, untouched state (all 0)
-    instead of "all resident" (mm/mincore.c)."""
+    """The hugetlbfs object behind an anonymous MAP_HUGETLB mapping belongs to its creator, so
+    can_do_mincore lets an unprivileged creator see the real, untouched state (all 0) instead of
+    "all resident" (mm/mincore.c)."""
     proc.drop_privileges()
     a = proc.mmap(None, 2 << 20, vmkit.PROT_READ | vmkit.PROT_WRITE,
                   vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB | vmkit.MAP_NORESERVE)
@@ -144,3 +144,107 @@ def test_failed_fixed_hugetlb_mapping_has_already_cleared_the_range(proc: Proces
                   vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED | vmkit.MAP_HUGETLB)
     assert e.value.errno == errno.ENOMEM
     assert not any(line.startswith(f"{base:x}-") for line in proc.maps().splitlines())
+
+
+def test_map_shared_validate_refuses_flag_bits_above_31(proc: Process) -> None:
+    """mmap's flags are an unsigned long down to do_mmap: MAP_SHARED_VALIDATE refuses a bit above 31
+    with EOPNOTSUPP (``flags & ~flags_mask``) before the hugetlb pool's ENOMEM; MAP_SHARED ignores
+    it (mm/mmap.c)."""
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 2 << 20, vmkit.PROT_NONE, vmkit.MAP_SHARED_VALIDATE | vmkit.MAP_ANONYMOUS
+                  | vmkit.MAP_HUGETLB | (1 << 40))
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert proc.mmap(None, 4096, vmkit.PROT_NONE, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | (1 << 40)) > 0
+
+
+def test_a_pidfd_is_an_o_rdwr_regular_pidfs_file(proc: Process) -> None:
+    """pidfd_prepare opens the pidfs file O_RDWR and on 6.18 its inode is S_IFREG: ftruncate gets to
+    pidfs_setattr (EOPNOTSUPP), pread/pwrite find no read_iter/write_iter (EINVAL), and a shared
+    writable mmap is refused for the missing ->mmap (ENODEV), not for the access mode."""
+    fd = proc.pidfd_open(proc.pid)
+    for call, args, expected in ((proc.ftruncate, (fd, 4095), errno.EOPNOTSUPP),
+                                 (proc.pread, (fd, 4, 0), errno.EINVAL),
+                                 (proc.pwrite, (fd, b"x", 0), errno.EINVAL),
+                                 (proc.mmap, (None, 4096, vmkit.PROT_READ | vmkit.PROT_WRITE,
+                                              vmkit.MAP_SHARED, fd, 0), errno.ENODEV)):
+        with pytest.raises(OSError) as e:
+            call(*args)
+        assert e.value.errno == expected
+
+
+def test_mapping_a_pidfd_executable_is_eperm_on_the_noexec_pidfs(proc: Process) -> None:
+    """pidfs is SB_I_NOEXEC: do_mmap refuses VM_EXEC on it (path_noexec, EPERM) before it finds the
+    missing ->mmap (ENODEV) (mm/mmap.c)."""
+    fd = proc.pidfd_open(proc.pid)
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 4096, vmkit.PROT_READ | vmkit.PROT_EXEC, vmkit.MAP_PRIVATE, fd, 0)
+    assert e.value.errno == errno.EPERM
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 4096, vmkit.PROT_READ, vmkit.MAP_PRIVATE, fd, 0)
+    assert e.value.errno == errno.ENODEV
+
+
+def test_file_mmap_ok_limits_every_file_type(proc: Process) -> None:
+    """file_mmap_ok runs for every file before the map type is looked at: a regular file (a 6.18
+    pidfd is one) ends within MAX_LFS_FILESIZE, anything else within ULONG_MAX (/dev/zero with an
+    offset of 2**64 - 4096) — EOVERFLOW (mm/mmap.c file_mmap_size_max)."""
+    pidfd = proc.pidfd_open(proc.pid)
+    zero = proc.open("/dev/zero", os.O_RDWR)
+    for fd, offset in ((pidfd, 1 << 63), (zero, (1 << 64) - 4096)):
+        for map_type in (0, vmkit.MAP_PRIVATE):
+            with pytest.raises(OSError) as e:
+                proc.mmap(None, 0x27000, vmkit.PROT_READ, map_type, fd, offset)
+            assert e.value.errno == errno.EOVERFLOW
+    assert proc.mmap(None, 0x27000, vmkit.PROT_READ, vmkit.MAP_PRIVATE, zero, (1 << 64) - (2 << 20)) > 0
+
+
+def test_pageout_drops_clean_shmem_pages(proc: Process) -> None:
+    """Without swap MADV_PAGEOUT still reclaims a shmem page that was never written (a read fault
+    or MAP_POPULATE of a shared mapping allocates a clean zeroed folio: shrink_folio_list removes
+    it); written pages stay (shmem_writeout redirties them) (mm/vmscan.c, mm/shmem.c)."""
+    page = vmkit.PAGE_SIZE
+    rw = vmkit.PROT_READ | vmkit.PROT_WRITE
+    a = proc.mmap(None, 3 * page, rw, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS)
+    proc.read(a, 1)
+    proc.write(a + page, b"x")
+    b = proc.mmap(None, 2 * page, rw, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS | vmkit.MAP_POPULATE)
+    assert (proc.mincore(a, 3 * page), proc.mincore(b, 2 * page)) == (b"\1\1\0", b"\1\1")
+    proc.madvise(a, 3 * page, vmkit.MADV_PAGEOUT)
+    proc.madvise(b, 2 * page, vmkit.MADV_PAGEOUT)
+    assert (proc.mincore(a, 3 * page), proc.mincore(b, 2 * page)) == (b"\0\1\0", b"\0\0")
+    assert proc.read(a, 2 * page) == bytes(page) + b"x" + bytes(page - 1)
+
+
+def test_pread_of_a_shmem_hole_allocates_no_page(proc: Process) -> None:
+    """shmem_file_read_iter reads a hole as zeros without allocating a folio (SGP_READ), so the page
+    is not resident for mincore afterwards (mm/shmem.c)."""
+    page = vmkit.PAGE_SIZE
+    fd = proc.memfd_create("m")
+    proc.ftruncate(fd, 2 * page)
+    proc.pwrite(fd, b"a", 0)
+    assert proc.pread(fd, 2 * page, 0) == b"a" + bytes(2 * page - 1)
+    a = proc.mmap(None, 2 * page, vmkit.PROT_READ, vmkit.MAP_SHARED, fd, 0)
+    assert proc.mincore(a, 2 * page) == b"\1\0"
+
+
+def test_dev_zero_reads_zeros_and_dev_null_eof_both_swallow_writes(proc: Process) -> None:
+    """drivers/char/mem.c: /dev/zero's read_iter_zero fills the buffer with zeros at any offset,
+    /dev/null reads end-of-file, and both take every write (write_null)."""
+    zero, null = proc.open("/dev/zero", os.O_RDWR), proc.open("/dev/null", os.O_RDWR)
+    assert proc.pread(zero, 4095, 0) == bytes(4095)
+    assert proc.pread(zero, 5, 1 << 40) == bytes(5)
+    assert proc.pread(null, 5, 0) == b""
+    assert proc.pwrite(zero, b"abc", 7) == 3
+    assert proc.pwrite(null, b"abc", 7) == 3
+    assert proc.pread(zero, 16, 0) == bytes(16)
+
+
+def test_anonymous_hugetlb_file_is_writable_by_all_so_mincore_shows_real_state(proc: Process) -> None:
+    """hugetlb_file_setup makes the object behind MAP_HUGETLB with mode 0777 (S_IRWXUGO): a forked
+    child that dropped root passes can_do_mincore's file_permission(MAY_WRITE) on root's object and
+    sees the real state (all 0), not "all resident" (fs/hugetlbfs/inode.c, mm/mincore.c)."""
+    a = proc.mmap(None, 1921, vmkit.PROT_NONE,
+                  vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_NORESERVE | vmkit.MAP_HUGETLB)
+    child = proc.fork()
+    child.drop_privileges()
+    assert child.mincore(a, 16 * vmkit.PAGE_SIZE) == bytes(16)

@@ -4,15 +4,19 @@ Runs random sequences (one fresh native child and model process each) until N op
 been compared or a divergence is found; prints sequences run, operations, operations per second,
 divergences and the model paths that raised NotImplementedError.  A divergence is shrunk by
 Hypothesis and printed as a ready-to-paste pytest function; the exit status is then 1.
+``--no-shrink`` skips shrinking (the divergent sequence is printed as it was run: shrinking lockstep
+sequences can take many minutes) and is the mode for volume runs; ``--seed`` makes a run repeatable
+(each batch of ``--batch`` sequences draws its Hypothesis seed from it).
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from vmkit.fuzz.machine import STATS, UNIMPLEMENTED, DivergenceError, make_machine
@@ -24,16 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence-length", type=int, default=50, help="operations per sequence at most")
     parser.add_argument("--exclude", default="", help="comma-separated operation kinds to leave out "
                         "(e.g. the KNOWN_DIVERGENT of tests/test_differential.py)")
+    parser.add_argument("--no-shrink", action="store_true",
+                        help="print a divergent sequence as run instead of shrinking it (volume runs)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the run (default: random)")
+    parser.add_argument("--batch", type=int, default=20, help="sequences per Hypothesis run (default 20)")
     args = parser.parse_args(argv)
     excluded = {k for k in args.exclude.split(",") if k}
     machine = make_machine(excluded)
-    batch = settings(max_examples=20, stateful_step_count=args.sequence_length, deadline=None,
-                     database=None, suppress_health_check=list(HealthCheck), print_blob=False)
+    phases = (Phase.generate,) if args.no_shrink else (Phase.generate, Phase.shrink)
+    batch = settings(max_examples=args.batch, stateful_step_count=args.sequence_length, deadline=None,
+                     database=None, suppress_health_check=list(HealthCheck), print_blob=False,
+                     phases=phases)
+    run_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    print(f"seed: {run_seed}", file=sys.stderr)
+    seeds = random.Random(run_seed)
     start = time.monotonic()
     status = 0
     try:
         while STATS["operations"] < args.steps:
-            run_state_machine_as_test(machine, settings=batch)
+            run_state_machine_as_test(seed(seeds.randrange(1 << 64))(machine), settings=batch)
             elapsed = time.monotonic() - start
             print(f"\r{STATS['sequences']} sequences, {STATS['operations']} operations, "
                   f"{STATS['operations'] / elapsed:.0f} ops/s", end="", file=sys.stderr, flush=True)

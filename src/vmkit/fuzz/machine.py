@@ -34,7 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 import vmkit
 from vmkit import native, sim
 from vmkit.fuzz.compare import normalise_maps, outcome, parse_maps, status_subset
-from vmkit.fuzz.printer import Divergence, Step, render_test
+from vmkit.fuzz.printer import Divergence, PidOf, Step, render_test, shm_file_of
 
 PAGE = vmkit.PAGE_SIZE
 MASK64 = (1 << 64) - 1
@@ -113,7 +113,23 @@ FILE_SIZES = st.sampled_from([0, 1, PAGE - 1, PAGE, PAGE + 5, 2 * PAGE, 3 * PAGE
 OPEN_FLAGS = st.sampled_from([os.O_RDWR | os.O_CREAT, os.O_RDWR | os.O_CREAT, os.O_RDONLY, os.O_WRONLY | os.O_CREAT,
                               os.O_RDWR | os.O_CREAT | os.O_TRUNC, os.O_RDWR, os.O_RDONLY | os.O_CREAT])
 RLIMITS = [8, 9, 2, 3]  # MEMLOCK, AS, DATA, STACK
+#: The other resources: CPU, FSIZE, CORE, RSS, NPROC, NOFILE, LOCKS, SIGPENDING, MSGQUEUE, NICE,
+#: RTPRIO, RTTIME (stored by the model; NOFILE and NPROC act on open and fork).
+OTHER_RLIMITS = [0, 1, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]
 RLIMIT_VALUES = st.sampled_from([0, PAGE, 64 << 10, 1 << 20, 8 << 20, 16 << 20, 1 << 30, -1])
+#: Soft limits that could act on the native child in ways the model does not run: a CPU limit
+#: (SIGXCPU once the child has used that much CPU time; 0 means 1 s) and a file size limit the
+#: fuzzer's files (< 1 MiB) could reach (SIGXFSZ).  Such soft values are raised to these floors.
+RLIMIT_FLOORS = {0: 1 << 20, 1: 1 << 20}
+#: Addresses outside the zones a process_vm_* iovec may name: unmapped in every process (never the
+#: runtime, the stack or the vDSO, whose contents are the host's), or beyond the user range.
+PVM_WILD = [0, 1, PAGE, 0x10000, 0x100000000, TASK_SIZE, 1 << 47, MASK64 - PAGE + 1]
+#: A pid no process has (pid_max is 4194304).
+NO_PID = 0x3FFFFFF0
+#: process_madvise advice: the four it accepts for another process, and others (any is fine for
+#: the caller itself on 6.18).
+PMADV = [3, 20, 21, 25] * 3 + [4, 0, 14, 99]
+MFD_FLAGS = [0, 1, 2, 3, 0x4, 0x4, 0x5, 0x4 | (21 << 26), 0x4 | (22 << 26), 0x4 | (30 << 26), 21 << 26, 0x18]
 
 
 class DifferentialMachine(RuleBasedStateMachine):
@@ -144,6 +160,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.anchors: list[int] = [ARENA, ARENA + 16 * PAGE, ARENA + 256 * PAGE, ARENA + (1 << 29),
                                    ARENA_END - 4 * PAGE, 0x500000]
         self.fds: list[int] = [-1, 99]
+        #: Descriptors pidfd_open returned (in some process: the number may mean another file).
+        self.pidfds: list[int] = []
         self.privileged = True
         STATS["sequences"] += 1
 
@@ -154,6 +172,10 @@ class DifferentialMachine(RuleBasedStateMachine):
             except Exception:  # noqa: BLE001
                 pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        try:
+            os.unlink(shm_file_of(self.run_dir))
+        except FileNotFoundError:
+            pass
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -179,14 +201,17 @@ class DifferentialMachine(RuleBasedStateMachine):
         return self.draw_zone_addr(data)
 
     def draw_destructive_range(self, data: st.DataObject, zones: tuple[tuple[int, int], ...] = ZONES,
-                               ) -> tuple[int, int]:
+                               cap: int | None = None) -> tuple[int, int]:
+        """A range a destructive call may cover; a length past its zone is cut at the zone's end, or
+        at ``cap`` for calls that create memory (a locked or populated VMA of up to 1 GiB would be
+        faulted in on both sides)."""
         addr = self.draw_zone_addr(data)
         length = data.draw(LENGTHS, label="length")
         if not destructive_ok(addr, length, zones):
             zone = next(((z0, z1) for z0, z1 in zones if z0 <= addr < z1), None)
             if zone is None:
                 addr, zone = ARENA, (ARENA, ARENA_END)
-            length = min(length, zone[1] - addr)
+            length = min(length, zone[1] - addr, cap if cap is not None else length)
         return addr, length
 
     def draw_fd(self, data: st.DataObject) -> int:
@@ -209,15 +234,16 @@ class DifferentialMachine(RuleBasedStateMachine):
                               f"{len(self.steps)}{detail}\n--- regression test:\n{test}")
 
     def execute(self, proc: int, method: str, *args: Any, observe: bool = False) -> Any:
-        """Runs one call on both sides, records it and compares outcomes; returns the native value."""
+        """Runs one call on both sides, records it and compares outcomes; returns the native value.
+        A :class:`PidOf` argument becomes each side's own pid of that process."""
         n, s = self.natives[proc], self.sims[proc]
         STATS["operations"] += 1
         if method == "drop_privileges":
             n_out, n_val = outcome(n.drop_privileges)
             s_out, s_val = outcome(s.drop_privileges)
         else:
-            n_out, n_val = outcome(getattr(n, method), *args)
-            s_out, s_val = outcome(getattr(s, method), *args)
+            n_out, n_val = outcome(getattr(n, method), *self._resolve(self.natives, args))
+            s_out, s_val = outcome(getattr(s, method), *self._resolve(self.sims, args))
         step = Step(proc, method, args, n_out, observe=observe)
         self.steps.append(step)
         if n_out[0] == "exception":
@@ -234,6 +260,10 @@ class DifferentialMachine(RuleBasedStateMachine):
             self.natives.append(n_val)
             self.sims.append(s_val)
         return n_val
+
+    @staticmethod
+    def _resolve(procs: list[Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(procs[a.proc].pid if isinstance(a, PidOf) else a for a in args)
 
     def check(self) -> None:
         """Compares maps, status, mincore of the zone VMAs and contents of resident anon pages."""
@@ -311,7 +341,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         fd = -1 if anonymous and data.draw(st.booleans()) else self.draw_fd(data)
         offset = data.draw(OFFSETS, label="offset")
         if kind in ("fixed", "noreplace"):
-            addr, length = self.draw_destructive_range(data, ((ARENA, ARENA_END),))
+            addr, length = self.draw_destructive_range(data, ((ARENA, ARENA_END),), cap=MAX_LEN)
             flags |= vmkit.MAP_FIXED if kind == "fixed" else vmkit.MAP_FIXED_NOREPLACE
         else:
             length = data.draw(LENGTHS, label="length")
@@ -347,7 +377,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         flags = data.draw(st.sampled_from([0, 1, 1, 1, 3, 3, 5, 7, 2, 4, 8, 0x10]), label="mremap flags")
         new_address = 0
         if flags & 2:  # MREMAP_FIXED: the new range is destroyed too
-            new_address, new_size = self.draw_destructive_range(data, ((ARENA, ARENA_END),))
+            new_address, new_size = self.draw_destructive_range(data, ((ARENA, ARENA_END),), cap=MAX_LEN)
         kind = "mremap.fixed" if flags & 2 else "mremap.dontunmap" if flags & 4 else "mremap"
         if not self.allowed(kind):
             return
@@ -408,7 +438,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         value = data.draw(st.one_of(
             st.integers(0, 4096).map(lambda n: 0x500000 + n * PAGE),
             st.integers(0x500000, 0x500000 + 64 * PAGE),
-            st.sampled_from([0, 1, 0x400000, 0x4FF000, 0x500000 + (16 << 20), ARENA, MASK64]),
+            # Never far above the heap zone: under MCL_FUTURE a break of GiBs is faulted in.
+            st.sampled_from([0, 1, 0x400000, 0x4FF000, 0x500000 + (16 << 20), MASK64]),
         ), label="brk")
         if value > TASK_SIZE and not self.allowed("brk.huge"):
             value = 0
@@ -454,10 +485,13 @@ class DifferentialMachine(RuleBasedStateMachine):
         if not self.privileged and not self.allowed("files.unprivileged"):
             return
         if data.draw(st.integers(0, 4), label="memfd?") == 0:
-            fd = self.do(proc, "memfd_create", "fz", data.draw(st.sampled_from([0, 1, 2, 3])))
+            flags = MFD_FLAGS if self.allowed("files.hugetlb") else [0, 1, 2, 3]
+            fd = self.do(proc, "memfd_create", "fz", data.draw(st.sampled_from(flags), label="memfd flags"))
         else:
-            name = data.draw(st.sampled_from(["f0", "f1", "f2"]), label="name")
-            fd = self.do(proc, "open", f"{self.run_dir}/{name}", data.draw(OPEN_FLAGS, label="flags"))
+            names = ["f0", "f1", "f2"] + (["shm", "zero"] if self.allowed("files.devices") else [])
+            name = data.draw(st.sampled_from(names), label="name")
+            path = {"shm": shm_file_of(self.run_dir), "zero": "/dev/zero"}.get(name, f"{self.run_dir}/{name}")
+            fd = self.do(proc, "open", path, data.draw(OPEN_FLAGS, label="flags"))
         if isinstance(fd, int) and fd not in self.fds:
             self.fds.append(fd)
 
@@ -482,12 +516,77 @@ class DifferentialMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def rlimit(self, data: st.DataObject) -> None:
         proc = self.draw_proc(data)
-        res = data.draw(st.sampled_from(RLIMITS + [16, 99]), label="resource")
+        others = OTHER_RLIMITS if self.allowed("rlimit.other") else []
+        res = data.draw(st.sampled_from(RLIMITS * 3 + others + [16, 99]), label="resource")
         if data.draw(st.booleans(), label="get"):
             self.do(proc, "getrlimit", res)
         else:
             soft, hard = data.draw(RLIMIT_VALUES, label="soft"), data.draw(RLIMIT_VALUES, label="hard")
+            floor = RLIMIT_FLOORS.get(res)
+            if floor is not None and 0 <= soft < floor:
+                soft = floor
             self.do(proc, "setrlimit", res, (soft, hard))
+
+    # --- calls on a process's memory from a process ---------------------------------------------
+
+    def draw_pvm_iov(self, data: st.DataObject, label: str) -> list[tuple[int, int]]:
+        """1-3 iovec elements in the zones (or at addresses unmapped everywhere)."""
+        iov = []
+        for _ in range(data.draw(st.integers(1, 3), label=f"{label} count")):
+            if data.draw(st.integers(0, 7), label=f"{label} wild?") == 0:
+                base = data.draw(st.sampled_from(PVM_WILD), label=f"{label} wild")
+                length = data.draw(st.sampled_from([0, 1, PAGE, 2 * PAGE, MASK64]), label=f"{label} len")
+            else:
+                base = self.draw_zone_addr(data)
+                zone = next(z for z in ZONES if z[0] <= base < z[1])
+                length = min(data.draw(READ_SIZES | st.just(0), label=f"{label} len"), zone[1] - base)
+            iov.append((base, length))
+        return iov
+
+    def draw_target(self, data: st.DataObject, proc: int) -> Any:
+        """The pid of a lockstep process (itself or the other one) or of no process."""
+        choice = data.draw(st.integers(0, 9), label="target")
+        if choice == 0:
+            return NO_PID
+        return PidOf(choice % len(self.natives) if len(self.natives) > 1 else proc)
+
+    @precondition(lambda self: not self.halted and self.allowed("process_vm"))
+    @rule(data=st.data())
+    def process_vm(self, data: st.DataObject) -> None:
+        proc = self.draw_proc(data)
+        call = data.draw(st.sampled_from(["process_vm_readv", "process_vm_writev"]), label="call")
+        target = self.draw_target(data, proc)
+        local, remote = self.draw_pvm_iov(data, "local"), self.draw_pvm_iov(data, "remote")
+        flags = data.draw(st.sampled_from([0, 0, 0, 0, 0, 0, 1]), label="flags")
+        self.do(proc, call, target, local, remote, flags)
+
+    @precondition(lambda self: not self.halted and self.allowed("process_madvise"))
+    @rule(data=st.data())
+    def process_madvise(self, data: st.DataObject) -> None:
+        proc = self.draw_proc(data)
+        call = data.draw(st.sampled_from(["pidfd_open", "process_madvise", "process_madvise",
+                                          "process_mrelease"]), label="call")
+        if call == "pidfd_open" or not self.pidfds and data.draw(st.booleans(), label="open first"):
+            fd = self.do(proc, "pidfd_open", self.draw_target(data, proc))
+            if isinstance(fd, int) and fd not in self.fds:
+                self.fds.append(fd)
+            if isinstance(fd, int) and fd not in self.pidfds:
+                self.pidfds.append(fd)
+            return
+        pidfd = data.draw(st.sampled_from(self.pidfds * 4 + self.fds + [-10000, -10001]), label="pidfd")
+        if call == "process_mrelease":
+            self.do(proc, "process_mrelease", pidfd, data.draw(st.sampled_from([0, 0, 1])))
+            return
+        iov = []
+        for _ in range(data.draw(st.integers(1, 3), label="count")):
+            if data.draw(st.booleans(), label="small"):  # likely within one VMA
+                addr = self.draw_zone_addr(data) & ~(PAGE - 1)
+                zone = next(z for z in ZONES if z[0] <= addr < z[1])
+                iov.append((addr, min(data.draw(st.integers(1, 8), label="pages") * PAGE, zone[1] - addr)))
+            else:
+                iov.append(self.draw_destructive_range(data, cap=MAX_LEN))
+        advice = data.draw(st.sampled_from(PMADV), label="advice")
+        self.do(proc, "process_madvise", pidfd, iov, advice, data.draw(st.sampled_from([0] * 7 + [1])))
 
     @precondition(lambda self: not self.halted and self.allowed("drop_privileges"))
     @rule(data=st.data())

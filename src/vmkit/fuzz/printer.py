@@ -14,6 +14,13 @@ from typing import Any
 PAGE = 4096
 
 
+@dataclass(frozen=True)
+class PidOf:
+    """An argument that is the pid of lockstep process ``proc`` (each side passes its own)."""
+
+    proc: int
+
+
 @dataclass
 class Step:
     """One operation on one process: ``procs[proc].method(*args)``, and what the native side did."""
@@ -58,10 +65,20 @@ def bytes_expr(data: bytes) -> str:
     return " + ".join(parts)
 
 
+def shm_file_of(run_dir: str) -> str:
+    """The run's tmpfs file: ``/dev/shm/`` + the run directory's name (the ``shm_path`` fixture in
+    a pasted test)."""
+    return "/dev/shm/" + run_dir.rstrip("/").rsplit("/", 1)[-1]
+
+
 def value_expr(value: Any, run_dir: str | None) -> str:
     """A Python expression for an argument or result."""
     if isinstance(value, bool) or value is None:
         return repr(value)
+    if isinstance(value, PidOf):
+        return f"{_name(value.proc)}.pid"
+    if isinstance(value, list):
+        return "[" + ", ".join(value_expr(v, run_dir) for v in value) + "]"
     if isinstance(value, int):
         value = int(value)  # enum members print as plain numbers, ready to paste
         return f"{value:#x}" if abs(value) >= PAGE else repr(value)
@@ -69,6 +86,8 @@ def value_expr(value: Any, run_dir: str | None) -> str:
         return bytes_expr(bytes(value))
     if isinstance(value, str) and run_dir and value.startswith(run_dir):
         return f"d + {value[len(run_dir):]!r}"
+    if isinstance(value, str) and run_dir and value == shm_file_of(run_dir):
+        return "s"
     if isinstance(value, tuple):
         inner = ", ".join(value_expr(v, run_dir) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -103,11 +122,14 @@ def render_test(steps: list[Step], divergence: Divergence | None, run_dir: str |
     """The regression test as source text."""
     uses_dir = any(isinstance(a, str) and run_dir and a.startswith(run_dir)
                    for s in steps for a in s.args)
-    params = "proc: Process, file_path: str" if uses_dir else "proc: Process"
+    uses_shm = bool(run_dir) and any(a == shm_file_of(run_dir) for s in steps for a in s.args)  # type: ignore[arg-type]
+    params = "proc: Process" + (", file_path: str" if uses_dir else "") + (", shm_path: str" if uses_shm else "")
     what = divergence.what if divergence else "divergence"
     body: list[str] = ["proc.write(0x401000, bytes(0xFF000))  # the native harness's scratch pages, made resident"]
     if uses_dir:
         body += ["d = file_path", "proc.mkdir(d)"]
+    if uses_shm:
+        body += ["s = shm_path"]
     for step in steps:
         if step.observe:
             continue
@@ -119,6 +141,8 @@ def render_test(steps: list[Step], divergence: Divergence | None, run_dir: str |
         p = _name(divergence.proc)
         if divergence.what == "maps":
             text = f"'''\\\n{divergence.native}'''"
+            if run_dir and shm_file_of(run_dir) in divergence.native:
+                text += f".replace({shm_file_of(run_dir)!r}, s)"
             if run_dir and run_dir in divergence.native:
                 text += f".replace({run_dir!r}, d)"
             body.append(f"assert normalise_maps({p}.maps()) == normalise_maps({text})")
@@ -156,4 +180,4 @@ def _summ(divergence: Divergence | None, side: str) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-__all__ = ["Divergence", "Step", "bytes_expr", "render_test"]
+__all__ = ["Divergence", "PidOf", "Step", "bytes_expr", "render_test", "shm_file_of"]

@@ -39,13 +39,16 @@ class Mount:
     dev: str
     has_disk: bool
     refuses_map_sync: bool
+    #: ``SB_I_NOEXEC`` (``path_noexec``): no PROT_EXEC mappings of its files.
+    noexec: bool = False
 
 
 EXT4 = Mount("ext4", "fe:00", has_disk=True, refuses_map_sync=True)
 TMPFS = Mount("tmpfs", "00:1b", has_disk=False, refuses_map_sync=False)
 SHMEM = Mount("shmem", "00:01", has_disk=False, refuses_map_sync=False)
 DEVTMPFS = Mount("devtmpfs", "00:06", has_disk=False, refuses_map_sync=False)
-PROCFS = Mount("anon_inode", "00:0f", has_disk=False, refuses_map_sync=False)
+#: pidfs, where pidfds live (``pidfs_init_fs_context`` sets SB_I_NOEXEC).
+PROCFS = Mount("anon_inode", "00:0f", has_disk=False, refuses_map_sync=False, noexec=True)
 HUGETLBFS = Mount("hugetlbfs", "00:10", has_disk=False, refuses_map_sync=False)
 
 
@@ -78,6 +81,8 @@ class Inode:
     target: object = None
     #: The device column of maps when it is not the mount's (files imported from the host).
     dev: str | None = None
+    #: The huge page size of a hugetlbfs file (``huge_page_size(hstate_inode)``); 0 elsewhere.
+    huge_size: int = 0
 
     @property
     def maps_dev(self) -> str:
@@ -243,8 +248,18 @@ class Inode:
                     self.folio_head[i] = other
 
     def read(self, n: int, offset: int) -> bytes:
-        """``read_iter`` through the page cache (pages read become cached)."""
+        """``read_iter`` through the page cache (pages read become cached).  A hugetlbfs file's
+        holes read as zeros without allocating (``hugetlbfs_read_iter``); with the empty pool it
+        never has pages."""
+        if self.kind in ("zero", "null"):  # drivers/char/mem.c: read_iter_zero, read_null (EOF)
+            return bytes(n) if self.kind == "zero" else b""
         end = min(offset + n, self.size)
+        if self.is_shmem:
+            return self._read_shmem(offset, end)
+        if self.huge_size:
+            if self.cache:
+                raise NotImplementedError("reading hugetlbfs pages (a non-empty pool) is not modelled")
+            return bytes(max(0, end - offset))
         out = bytearray()
         pos = offset
         while pos < end:
@@ -254,10 +269,26 @@ class Inode:
             pos += take
         return bytes(out)
 
+    def _read_shmem(self, offset: int, end: int) -> bytes:
+        """``shmem_file_read_iter``: a hole (``SGP_READ`` finds no folio) reads as zeros and
+        allocates nothing (mm/shmem.c)."""
+        out = bytearray()
+        pos = offset
+        while pos < end:
+            index, inpage = divmod(pos, PAGE_SIZE)
+            take = min(PAGE_SIZE - inpage, end - pos)
+            frame = self.cache.get(index)
+            out += pool().read(frame, inpage, take) if frame is not None else bytes(take)
+            pos += take
+        return bytes(out)
+
     def write(self, data: bytes, offset: int) -> int:
-        """``generic_perform_write`` through the page cache; extends the file.  Each uncached page
-        is created as part of the folio ``write_begin`` allocates for the rest of the write
-        (:meth:`write_folio_order`; the write is cut at ``mapping_max_folio_size``, 2 MiB)."""
+        """``write_iter`` through the page cache (``generic_perform_write``); extends the file.  Each
+        uncached page is created as part of the folio ``write_begin`` allocates for the rest of the
+        write (:meth:`write_folio_order`; the write is cut at ``mapping_max_folio_size``, 2 MiB).
+        /dev/zero and /dev/null take and drop everything (``write_null``)."""
+        if self.kind in ("zero", "null"):
+            return len(data)
         pos, done = offset, 0
         while done < len(data):
             index, inpage = divmod(pos, PAGE_SIZE)
@@ -421,14 +452,21 @@ class FileSystem:
         return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, uid=uid, path=f"/memfd:{name}",
                      deleted=True)
 
+    def hugetlb_memfd(self, name: str, huge_size: int, uid: int = 0) -> Inode:
+        """memfd_create(MFD_HUGETLB): ``hugetlb_file_setup`` makes an empty hugetlbfs file, mode
+        0777 (S_IRWXUGO), owned by the creator's fsuid (mm/memfd.c, fs/hugetlbfs/inode.c)."""
+        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o777, uid=uid,
+                     path=f"/memfd:{name}", deleted=True, huge_size=huge_size)
+
     def shmem_zero(self, size: int, uid: int = 0) -> Inode:
         """``shmem_zero_setup``: the object behind a shared anonymous mapping."""
         return Inode(SHMEM, next(self._shmem_ino), stat.S_IFREG | 0o777, size=size, uid=uid,
                      path="/dev/zero", deleted=True)
 
     def hugetlb_file(self, size: int, uid: int = 0) -> Inode:
-        """``hugetlb_file_setup``: the object behind an anonymous MAP_HUGETLB mapping."""
-        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o600, size=size, uid=uid,
+        """``hugetlb_file_setup``: the object behind an anonymous MAP_HUGETLB mapping, mode 0777
+        (S_IRWXUGO) and owned by the creator's fsuid (fs/hugetlbfs/inode.c)."""
+        return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o777, size=size, uid=uid,
                      path="/anon_hugepage", deleted=True)
 
     def pidfd(self, target: object) -> Inode:

@@ -26,10 +26,31 @@ if TYPE_CHECKING:
     from vmkit.sim.process import SimProcess
 
 RLIM_INFINITY = (1 << 64) - 1
+#: Every resource prlimit64 knows (``RLIM_NLIMITS`` is 16; include/uapi/asm-generic/resource.h).
 _RLIMIT_NAMES = {
-    resource.RLIMIT_MEMLOCK: "RLIMIT_MEMLOCK", resource.RLIMIT_AS: "RLIMIT_AS",
-    resource.RLIMIT_DATA: "RLIMIT_DATA", resource.RLIMIT_STACK: "RLIMIT_STACK",
+    0: "RLIMIT_CPU", 1: "RLIMIT_FSIZE", 2: "RLIMIT_DATA", 3: "RLIMIT_STACK", 4: "RLIMIT_CORE",
+    5: "RLIMIT_RSS", 6: "RLIMIT_NPROC", 7: "RLIMIT_NOFILE", 8: "RLIMIT_MEMLOCK", 9: "RLIMIT_AS",
+    10: "RLIMIT_LOCKS", 11: "RLIMIT_SIGPENDING", 12: "RLIMIT_MSGQUEUE", 13: "RLIMIT_NICE",
+    14: "RLIMIT_RTPRIO", 15: "RLIMIT_RTTIME",
 }
+assert all(getattr(resource, name, number) == number for number, name in _RLIMIT_NAMES.items())
+#: The limits a process has on our machines: ``INIT_RLIMITS`` (include/asm-generic/resource.h),
+#: with RLIMIT_NPROC and RLIMIT_SIGPENDING set by ``fork_init`` to max_threads / 2 (from the RAM
+#: at boot: 96364) and RLIMIT_NOFILE raised to 20000 by the machine's init.  MEMLOCK and STACK
+#: come from the ``memlock_rlimit`` / ``stack_rlimit`` tunables; ``Kernel(rlimits=...)`` overrides.
+MACHINE_RLIMITS: dict[str, tuple[int, int]] = {
+    "RLIMIT_CPU": (RLIM_INFINITY, RLIM_INFINITY), "RLIMIT_FSIZE": (RLIM_INFINITY, RLIM_INFINITY),
+    "RLIMIT_DATA": (RLIM_INFINITY, RLIM_INFINITY), "RLIMIT_STACK": (8 << 20, RLIM_INFINITY),
+    "RLIMIT_CORE": (0, RLIM_INFINITY), "RLIMIT_RSS": (RLIM_INFINITY, RLIM_INFINITY),
+    "RLIMIT_NPROC": (96364, 96364), "RLIMIT_NOFILE": (20000, 20000),
+    "RLIMIT_MEMLOCK": (8 << 20, 8 << 20), "RLIMIT_AS": (RLIM_INFINITY, RLIM_INFINITY),
+    "RLIMIT_LOCKS": (RLIM_INFINITY, RLIM_INFINITY), "RLIMIT_SIGPENDING": (96364, 96364),
+    "RLIMIT_MSGQUEUE": (819200, 819200), "RLIMIT_NICE": (0, 0), "RLIMIT_RTPRIO": (0, 0),
+    "RLIMIT_RTTIME": (RLIM_INFINITY, RLIM_INFINITY),
+}
+#: Signals whose default action dumps core (``SIG_KERNEL_COREDUMP_MASK``, kernel/signal.c).
+_CORE_SIGNALS = frozenset({signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGFPE,
+                           signal.SIGSEGV, signal.SIGBUS, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ})
 #: Every capability of root on our machines: all but CAP_SYS_RESOURCE (machine-facts §1).
 ROOT_CAPS = frozenset(CAPABILITIES) - {"CAP_SYS_RESOURCE"}
 
@@ -85,9 +106,23 @@ class Task:
         return self.capable("CAP_IPC_LOCK") or self.rlimit_cur("RLIMIT_MEMLOCK") != 0
 
     def install_fd(self, file: OpenFile) -> int:
+        """``alloc_fd``: the lowest free descriptor, EMFILE at or past the soft RLIMIT_NOFILE
+        (fs/file.c)."""
         fd = next(i for i in itertools.count() if i not in self.fds)
+        if fd >= self.rlimit_cur("RLIMIT_NOFILE"):
+            raise os_error(errno.EMFILE)
         self.fds[fd] = file
         return fd
+
+    def nproc_overlimit(self) -> bool:
+        """``copy_process``: fork is refused (EAGAIN) when the processes of the real uid exceed the
+        soft RLIMIT_NPROC (``is_rlimit_overlimit``: count > limit), unless the user is root (INIT_USER)
+        or has CAP_SYS_RESOURCE or CAP_SYS_ADMIN (kernel/fork.c).  The model counts its own processes
+        of that uid; unreaped zombies still count (``dec_rlimit_ucounts`` runs in release_task)."""
+        if self.cred.ruid == 0 or self.capable("CAP_SYS_RESOURCE") or self.capable("CAP_SYS_ADMIN"):
+            return False
+        count = sum(1 for t in self.kernel.tasks.values() if t.cred.ruid == self.cred.ruid)
+        return count > self.rlimit_cur("RLIMIT_NPROC")
 
     def file(self, fd: int) -> OpenFile:
         file = self.fds.get(fd)
@@ -134,7 +169,8 @@ class Kernel:
                  stack_guard_gap: int = 256 * PAGE_SIZE, hugetlb_pages: int = 0,
                  lsm_mmap_min_addr: int = 65536, check_invariants: bool = False,
                  memory_failure: bool = False, host_files: bool = False,
-                 read_ahead_kb: int = 8192) -> None:
+                 read_ahead_kb: int = 8192, rlimits: dict[str, tuple[int, int]] | None = None,
+                 nr_open: int = 1 << 20) -> None:
         self.max_map_count = max_map_count
         #: ``read_ahead_kb`` of the disk behind ext4 (``/sys/block/vda/queue/read_ahead_kb``):
         #: the readahead window of page-cache misses in file faults (``bdi->ra_pages``).
@@ -150,6 +186,13 @@ class Kernel:
         self.lsm_mmap_min_addr = lsm_mmap_min_addr
         self.stack_rlimit = stack_rlimit
         self.memlock_rlimit = memlock_rlimit
+        #: The limits of a new process (:data:`MACHINE_RLIMITS`, with these overrides by name).
+        self.rlimits = {**MACHINE_RLIMITS, **(rlimits or {})}
+        unknown = set(self.rlimits) - set(_RLIMIT_NAMES.values())
+        if unknown:
+            raise ValueError(f"Kernel(rlimits=...): unknown resource {sorted(unknown)[0]!r}")
+        #: ``fs.nr_open``: the largest hard RLIMIT_NOFILE setrlimit accepts.
+        self.nr_open = nr_open
         self.overcommit_memory = overcommit_memory
         self.overcommit_ratio = overcommit_ratio
         self.total_ram = total_ram
@@ -222,12 +265,9 @@ class Kernel:
         pid = next(self._pids)
         task = Task(self, pid, MemoryManager(self), parent=parent)
         task.mm.task = task
-        task.rlimits = {
-            "RLIMIT_MEMLOCK": [self.memlock_rlimit, self.memlock_rlimit],
-            "RLIMIT_AS": [RLIM_INFINITY, RLIM_INFINITY],
-            "RLIMIT_DATA": [RLIM_INFINITY, RLIM_INFINITY],
-            "RLIMIT_STACK": [self.stack_rlimit, RLIM_INFINITY],
-        }
+        task.rlimits = {name: list(limits) for name, limits in self.rlimits.items()}
+        task.rlimits["RLIMIT_MEMLOCK"] = [self.memlock_rlimit, self.memlock_rlimit]
+        task.rlimits["RLIMIT_STACK"] = [self.stack_rlimit, RLIM_INFINITY]
         self.tasks[pid] = task
         return task
 
@@ -268,6 +308,8 @@ class Kernel:
         return SimProcess(task)
 
     def fork(self, parent: Task) -> Task:
+        if parent.nproc_overlimit():
+            raise os_error(errno.EAGAIN)
         child = self._new_task(parent)
         child.cred = Credentials(**vars(parent.cred))
         child.rlimits = {k: list(v) for k, v in parent.rlimits.items()}
@@ -321,7 +363,10 @@ class Kernel:
             return
         if sig in (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
             raise NotImplementedError("job-control stop signals are not supported by vmkit processes")
+        if sig in _CORE_SIGNALS and task.rlimit_cur("RLIMIT_CORE") != 0:
+            raise NotImplementedError("core dumps (a fatal signal under a nonzero RLIMIT_CORE) are not modelled")
         self.exit_task(task, sig)
 
 
-__all__ = ["Credentials", "Kernel", "NATIVE_CHILD_BRK", "NATIVE_CHILD_MAPS", "Task", "_RLIMIT_NAMES"]
+__all__ = ["Credentials", "Kernel", "MACHINE_RLIMITS", "NATIVE_CHILD_BRK", "NATIVE_CHILD_MAPS", "Task",
+           "_RLIMIT_NAMES"]

@@ -926,8 +926,9 @@ class MemoryManager:
         """MADV_PAGEOUT (``madvise_cold_or_pageout_pte_range`` → ``reclaim_pages`` →
         ``shrink_folio_list``) without swap: anonymous pages cannot go anywhere and stay; page-cache
         pages (shmem included) mapped by this entry alone leave the page table (``try_to_unmap``),
-        and those of a disk file that are clean also leave the page cache; dirty and shmem pages
-        stay cached.  ``file_pages`` False (``pageout_anon_only_filter``) leaves page-cache pages
+        and clean ones also leave the page cache (``__remove_mapping``): a disk file's written-back
+        pages, and shmem pages never written (a read fault allocates a clean zeroed folio); dirty
+        pages stay cached (shmem's are never cleaned: ``shmem_writeout`` without swap redirties).  ``file_pages`` False (``pageout_anon_only_filter``) leaves page-cache pages
         alone.  Pages mapped elsewhere too are skipped (``folio_maybe_mapped_shared``)."""
         lru_add_drain(self.kernel)
         if vma.file is None or not file_pages:
@@ -949,7 +950,7 @@ class MemoryManager:
             self.zap_pte(vpn)
             if frames.dirty[frame]:
                 inode.mark_dirty(index)  # the PTE's dirty bit passes to the folio
-            if (inode.mount.has_disk and not inode.folio_dirty(index) and not frames.dirty[frame]
+            if (not inode.folio_dirty(index) and not frames.dirty[frame]
                     and inode.cache.get(index) == frame and frames.refs[frame] == 1):
                 del inode.cache[index]
                 inode.split_folio(index)

@@ -8,6 +8,7 @@ brk), ``sys_mprotect``, ``sys_mremap``, ``sys_madvise``, ``sys_mincore``, ``sys_
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Sequence
 
 from vmkit.errors import ProcessGone, os_error
@@ -16,6 +17,19 @@ from vmkit.process import Iov, Process
 from vmkit.sim import procfs, sys_mmap
 from vmkit.sim.frames import pool
 from vmkit.sim.kernel import Task
+
+
+def _check_fsize(task: Task, pos: int, end: int) -> int:
+    """RLIMIT_FSIZE on a write or truncate reaching ``end`` from ``pos``: a write starting below the
+    limit is cut short at it (``generic_write_check_limits``); one starting at or past it, or a
+    truncate past it, raises SIGXFSZ and fails with EFBIG (mm/filemap.c, fs/attr.c
+    ``inode_newsize_ok``): the signal is not modelled.  Returns the allowed end."""
+    limit = task.rlimit_cur("RLIMIT_FSIZE")
+    if end <= limit:
+        return end
+    if pos >= limit or pos == end:
+        raise NotImplementedError("RLIMIT_FSIZE exceeded: SIGXFSZ (and its EFBIG) is not modelled")
+    return limit
 
 
 def _missing(what: str) -> NotImplementedError:
@@ -195,8 +209,14 @@ class SimProcess(Process):
         file = task.file(fd)
         if length < 0:
             raise os_error(errno.EINVAL)
+        if file.inode.kind == "pidfd" and file.writable:
+            raise os_error(errno.EOPNOTSUPP)  # a regular pidfs inode: pidfs_setattr refuses
         if file.inode.kind != "reg" or not file.writable:
             raise os_error(errno.EINVAL if file.inode.kind != "reg" else errno.EINVAL)
+        if length > file.inode.size:  # inode_newsize_ok checks growth only
+            _check_fsize(task, length, length)
+        if length & (file.inode.huge_size - 1) and file.inode.huge_size:
+            raise os_error(errno.EINVAL)  # hugetlbfs_setattr: a size in whole huge pages
         self.kernel.fs.truncate(file.inode, length)
 
     def pread(self, fd: int, n: int, offset: int) -> bytes:
@@ -205,17 +225,24 @@ class SimProcess(Process):
             raise os_error(errno.EBADF)
         if file.inode.kind == "dir":
             raise os_error(errno.EISDIR)
+        if file.inode.kind == "pidfd":
+            raise os_error(errno.EINVAL)  # pidfs has no read_iter: !FMODE_CAN_READ (vfs_read)
         if offset < 0:
             raise os_error(errno.EINVAL)
         return file.inode.read(n, offset)
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
-        file = self._live().file(fd)
+        task = self._live()
+        file = task.file(fd)
         if not file.writable:
             raise os_error(errno.EBADF)
         if offset < 0:
             raise os_error(errno.EINVAL)
+        if file.inode.huge_size or file.inode.kind == "pidfd":
+            raise os_error(errno.EINVAL)  # hugetlbfs and pidfs have no write_iter: !FMODE_CAN_WRITE (vfs_write)
         data = bytes(data)
+        if data and file.inode.kind == "reg":
+            data = data[:_check_fsize(task, offset, offset + len(data)) - offset]
         done = 0
         while True:  # the same pwrite(2) calls as vmkit.native: folio sizes follow each call
             piece = data[done:done + PWRITE_PIECE]
@@ -231,21 +258,35 @@ class SimProcess(Process):
         self.kernel.fs.unlink(path)
 
     def memfd_create(self, name: str, flags: int = 0) -> int:
+        """memfd_create(2) (mm/memfd.c): EINVAL for unknown flags (MFD_HUGETLB also allows a page
+        size in bits 26-31) and for MFD_EXEC with MFD_NOEXEC_SEAL; the descriptor is allocated
+        (EMFILE) before ``hugetlb_file_setup`` looks up the page size (ENODEV for one this machine
+        has no hstate for)."""
         from vmkit.sim.fs import OpenFile
+        from vmkit.sim.sys_mmap import HUGE_SIZES
 
         task = self._live()
-        if flags & ~0x1F:
+        flags &= 0xFFFFFFFF
+        if flags & ~(0x1F | (0x3F << 26 if flags & 0x4 else 0)):
             raise os_error(errno.EINVAL)
+        if flags & 0x10 and flags & 0x8:
+            raise os_error(errno.EINVAL)
+        fd = task.install_fd(OpenFile(self.kernel.fs.memfd(name, task.cred.euid), 2))
         if flags & 0x4:
-            raise _missing("memfd_create(MFD_HUGETLB)")
-        return task.install_fd(OpenFile(self.kernel.fs.memfd(name, task.cred.euid), 2))
+            huge_size = HUGE_SIZES.get(flags >> 26)
+            if huge_size is None:
+                del task.fds[fd]
+                raise os_error(errno.ENODEV)
+            task.fds[fd] = OpenFile(self.kernel.fs.hugetlb_memfd(name, huge_size, task.cred.euid), 2)
+        return fd
 
     def pidfd_open(self, pid: int) -> int:
         from vmkit.sim.fs import OpenFile
 
         task = self._live()
         target = self.kernel.find_task(pid)
-        return task.install_fd(OpenFile(self.kernel.fs.pidfd(target), 0))
+        # pidfd_prepare opens the pidfs file O_RDWR (kernel/pid.c); on 6.18 its inode is S_IFREG
+        return task.install_fd(OpenFile(self.kernel.fs.pidfd(target), os.O_RDWR))
 
     # --- signals, limits, credentials ---------------------------------------------------------------
 
@@ -256,24 +297,35 @@ class SimProcess(Process):
         return self.kernel.reap(self.task)
 
     def getrlimit(self, res: int) -> tuple[int, int]:
+        """prlimit64(0, res, NULL, &old) (kernel/sys.c ``do_prlimit``): EINVAL for a resource at or
+        past RLIM_NLIMITS; RLIM_INFINITY reads as -1."""
         from vmkit.sim.kernel import _RLIMIT_NAMES, RLIM_INFINITY
 
+        task = self._live()
         name = _RLIMIT_NAMES.get(res)
         if name is None:
-            raise _missing(f"resource {res}") if 0 <= res < 16 else os_error(errno.EINVAL)
-        soft, hard = self._live().rlimits[name]
+            raise os_error(errno.EINVAL)
+        soft, hard = task.rlimits[name]
         return (-1 if soft == RLIM_INFINITY else soft, -1 if hard == RLIM_INFINITY else hard)
 
     def setrlimit(self, res: int, limits: tuple[int, int]) -> None:
+        """prlimit64(0, res, &new, NULL) (kernel/sys.c ``do_prlimit``), checks in its order: EINVAL
+        for an unknown resource or soft > hard, EPERM for a hard RLIMIT_NOFILE above fs.nr_open,
+        EPERM for raising the hard limit without CAP_SYS_RESOURCE.  Every resource is stored; the
+        model acts on MEMLOCK, AS, DATA and STACK (memory), NOFILE (EMFILE), NPROC (fork EAGAIN),
+        FSIZE and CORE (NotImplementedError where they would act).  RLIMIT_CPU is stored only: a
+        model process consumes no CPU time, so it never reaches the limit (no SIGXCPU)."""
         from vmkit.sim.kernel import _RLIMIT_NAMES
 
         task = self._live()
         name = _RLIMIT_NAMES.get(res)
         if name is None:
-            raise _missing(f"resource {res}") if 0 <= res < 16 else os_error(errno.EINVAL)
+            raise os_error(errno.EINVAL)
         soft, hard = (v & ((1 << 64) - 1) for v in limits)
         if soft > hard:
             raise os_error(errno.EINVAL)
+        if name == "RLIMIT_NOFILE" and hard > self.kernel.nr_open:
+            raise os_error(errno.EPERM)
         if hard > task.rlimits[name][1] and not task.capable("CAP_SYS_RESOURCE"):
             raise os_error(errno.EPERM)
         task.rlimits[name] = [soft, hard]

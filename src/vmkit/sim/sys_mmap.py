@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE, TASK_SIZE
 from vmkit.sim import abi
-from vmkit.sim.fs import OpenFile
+from vmkit.sim.fs import Inode, OpenFile
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
-    VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_GROWSDOWN,
+    VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_EXEC, VM_GROWSDOWN,
     VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
     VM_NORESERVE, VM_SHARED, VM_WIPEONFORK, VM_WRITE,
     calc_vm_flag_bits, calc_vm_prot_bits,
@@ -45,7 +45,9 @@ def sys_mmap(task: Task, addr: int, length: int, prot: int, flags: int, fd: int,
     """mmap(2) on x86-64: ``sys_mmap`` → ``ksys_mmap_pgoff`` → ``do_mmap``."""
     addr, length, offset = addr & MASK64, length & MASK64, offset & MASK64
     prot = int(prot) & 0xFFFFFFFF  # plain ints: IntFlag arithmetic would make every VMA flag slow
-    flags = int(flags) & 0xFFFFFFFF
+    # flags is an unsigned long all the way to do_mmap: bits above 31 stay (MAP_SHARED_VALIDATE
+    # refuses them with EOPNOTSUPP; MAP_SHARED and MAP_PRIVATE ignore them)
+    flags = int(flags) & MASK64
     if offset & (PAGE_SIZE - 1):
         raise os_error(errno.EINVAL)
     pgoff = offset >> 12
@@ -53,7 +55,11 @@ def sys_mmap(task: Task, addr: int, length: int, prot: int, flags: int, fd: int,
     hugetlb = False
     if not flags & abi.MAP_ANONYMOUS:
         file = task.file(fd if fd < (1 << 31) else fd - (1 << 32))
-        if flags & abi.MAP_HUGETLB:
+        huge_size = file.inode.huge_size
+        if huge_size:  # is_file_hugepages: the length in whole huge pages (MAP_HUGETLB is fine)
+            length = (length + huge_size - 1) & ~(huge_size - 1) & MASK64
+            hugetlb = True
+        elif flags & abi.MAP_HUGETLB:
             raise os_error(errno.EINVAL)
     elif flags & abi.MAP_HUGETLB:
         size = HUGE_SIZES.get((flags >> 26) & 0x3F)
@@ -87,7 +93,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
     addr = mm.get_unmapped_area(file, addr, length, pgoff if file is not None else 0, flags,
-                                huge_size=HUGE_SIZES[(flags >> 26) & 0x3F] if hugetlb else 0)
+                                huge_size=hugetlb_size(file, flags) if hugetlb else 0)
     if flags & abi.MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
         raise os_error(errno.EEXIST)
     if flags & abi.MAP_LOCKED and not task.can_do_mlock():
@@ -97,7 +103,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     map_type = flags & abi.MAP_TYPE
     if file is not None:
         inode = file.inode
-        if inode.kind == "reg" and not file_mmap_ok(pgoff, length):
+        if not file_mmap_ok(pgoff, length, file_mmap_size_max(inode)):
             raise os_error(errno.EOVERFLOW)
         if map_type in (abi.MAP_SHARED, abi.MAP_SHARED_VALIDATE):
             flags = shared_flags(map_type, flags)
@@ -110,6 +116,10 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
             raise os_error(errno.EINVAL)
         if not file.readable:
             raise os_error(errno.EACCES)
+        if inode.mount.noexec:  # path_noexec: no VM_EXEC, and none later through mprotect
+            if vm_flags & VM_EXEC:
+                raise os_error(errno.EPERM)
+            vm_flags &= ~VM_MAYEXEC
         if inode.kind in ("dir", "pidfd", "null"):
             raise os_error(errno.ENODEV)
         if vm_flags & VM_GROWSDOWN:
@@ -150,19 +160,32 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
     return addr
 
 
+def hugetlb_size(file: OpenFile | None, flags: int) -> int:
+    """The huge page size of a hugetlb mapping: the file's hstate, or for anonymous MAP_HUGETLB
+    the one encoded in the flags (``hstate_sizelog``)."""
+    if file is not None and file.inode.huge_size:
+        return file.inode.huge_size
+    return HUGE_SIZES[(flags >> 26) & 0x3F]
+
+
 def shared_flags(map_type: int, flags: int) -> int:
     """MAP_SHARED silently drops flags outside LEGACY_MAP_MASK; MAP_SHARED_VALIDATE refuses them
     with EOPNOTSUPP (``do_mmap``)."""
     if map_type == abi.MAP_SHARED:
         return flags & LEGACY_MAP_MASK
-    if flags & ~LEGACY_MAP_MASK & 0xFFFFFFFF:
+    if flags & ~LEGACY_MAP_MASK:
         raise os_error(errno.EOPNOTSUPP)
     return flags
 
 
-def file_mmap_ok(pgoff: int, length: int) -> bool:
-    """``file_mmap_ok`` for regular files: the range must end within MAX_LFS_FILESIZE."""
-    maxsize = (1 << 63) - 1
+def file_mmap_size_max(inode: Inode) -> int:
+    """``file_mmap_size_max`` (mm/mmap.c): MAX_LFS_FILESIZE for regular files (pidfs inodes are
+    S_IFREG on 6.18), ULONG_MAX for the rest the model has (directories, /dev/zero, /dev/null)."""
+    return (1 << 63) - 1 if inode.kind in ("reg", "pidfd") else MASK64
+
+
+def file_mmap_ok(pgoff: int, length: int, maxsize: int = (1 << 63) - 1) -> bool:
+    """``file_mmap_ok``: the range must end within ``maxsize`` (MAX_LFS_FILESIZE for regular files)."""
     if length > maxsize:
         return False
     return pgoff <= (maxsize - length) >> 12
@@ -207,10 +230,12 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
         mm.munmap_range(addr, end)
     # hugetlbfs_file_mmap runs after the old mappings were cleared: when it refuses, a MAP_FIXED
     # caller has lost them (vms_abort_munmap_vmas cannot restore cleared page tables; seen on 6.18)
-    if hugetlb and pgoff & ((HUGE_SIZES[(flags >> 26) & 0x3F] >> 12) - 1):
+    if hugetlb and pgoff & ((hugetlb_size(file, flags) >> 12) - 1):
         raise os_error(errno.EINVAL)  # the offset must be huge-page aligned
     if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
         raise os_error(errno.ENOMEM)  # hugetlb_reserve_pages: the pool is empty
+    if hugetlb and file is not None and hugetlb_size(file, flags) != 2 << 20:
+        raise NotImplementedError("mappings of a 1 GiB hugetlbfs file are not modelled")
     vma_file = file
     anonymous = file is None
     if file is not None and file.inode.kind == "zero":
@@ -227,7 +252,10 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
             anonymous = False
         if hugetlb:
             vm_flags |= VM_HUGETLB | VM_DONTEXPAND
-            vma_file = OpenFile(kernel.fs.hugetlb_file(length, task.cred.euid), 2)
+            if file is None:
+                vma_file = OpenFile(kernel.fs.hugetlb_file(length, task.cred.euid), 2)
+            elif vm_flags & VM_WRITE and file.inode.size < length + (pgoff << 12):
+                file.inode.size = length + (pgoff << 12)  # hugetlbfs_file_mmap extends i_size
             anonymous = False
         vma = Vma(addr, end, pgoff, vm_flags, vma_file, anonymous=anonymous)
         mm.insert_vma(vma)
