@@ -67,8 +67,8 @@ class Syscall:
     lineno: int
     start_lineno: int
     text: str
-    time: float | None
-    duration: float | None
+    time: float | None = None
+    duration: float | None = None
     result_note: str | None = None
     unfinished: bool = False
     end_time: float | None = None
@@ -119,6 +119,7 @@ _FAST = re.compile(
     _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
     r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+\.\d+)>)?$")
 _FRAME = re.compile(_LEAD)
+_HEX = re.compile(r"0x[0-9a-f]+")  # an address: not cached (they rarely repeat)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
 _RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>| \(.*\)| <unavailable>)?"
                      r"(?: <(\d+\.\d+)>)?$")
@@ -189,6 +190,7 @@ class Trace:
         pending: dict[int, _Pending] = {}
         carry: str | None = None
         simple = simple_value
+        is_hex = _HEX.fullmatch
         cache_get = _SIMPLE_CACHE.get
         new = object.__new__
         args_cache: dict[str, tuple[Value, ...]] = {"": ()}  # argument texts repeat: mmap(NULL, 8192, ...
@@ -209,20 +211,17 @@ class Trace:
                 pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur = m.groups()
                 args: tuple[Value, ...] | None = args_get(argtext)
                 if args is None:
-                    args_l: list[Value] | None = []
-                    for a in argtext.split(", "):
-                        v = cache_get(a)
-                        if v is None:
-                            if a[:2] == "0x":
-                                v = int(a, 16)
-                            else:
-                                v = simple(a)
+                    pieces = argtext.split(", ")
+                    values = list(map(cache_get, pieces))
+                    if None in values:  # not seen yet: addresses, sizes, new names
+                        for i, v in enumerate(values):
+                            if v is None:
+                                a = pieces[i]
+                                values[i] = v = int(a, 16) if is_hex(a) else simple(a)
                                 if v is None:
-                                    args_l = None
                                     break
-                        args_l.append(v)  # type: ignore[union-attr]
-                    if args_l is not None:
-                        args = tuple(args_l)
+                    if None not in values:
+                        args = tuple(values)
                         if len(args_cache) > 100_000:
                             args_cache.clear()
                         args_cache[argtext] = args
@@ -234,15 +233,20 @@ class Trace:
                             seen_pid = self.has_pids = True
                         elif self.has_pids is None:
                             self.has_pids = False
-                    t = _timestamp(ts) if ts else None
                     ev = new(Syscall)
-                    ev.__dict__.update({
+                    fields = ev.__dict__
+                    fields.update({
                         "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
                         "result": None if res == "?" else int(res, 16) if "x" in res else int(res),
                         "errno": err, "lineno": lineno, "start_lineno": lineno,
-                        "text": line[m.start(4):m.end()], "time": t,
-                        "duration": float(dur) if dur else None, "result_note": note or fdnote,
-                        "unfinished": False, "end_time": t})
+                        "text": line[m.start(4):m.end()]})
+                    # the other fields keep their class defaults (None, False) unless present
+                    if ts:
+                        fields["time"] = fields["end_time"] = _timestamp(ts)
+                    if dur:
+                        fields["duration"] = float(dur)
+                    if note or fdnote:
+                        fields["result_note"] = note or fdnote
                     yield ev
                     continue
             line = line.rstrip("\r\n")
