@@ -180,7 +180,8 @@ class Call:
 @dataclass(frozen=True)
 class Expr:
     """An operator strace prints between values: ``&&``, ``||``, ``==``, ``!=``, ``or``; ``&`` (unary,
-    ``left`` is None)."""
+    ``left`` is None). Chains are read left to right without precedence:
+    ``WIFEXITED(s) && WEXITSTATUS(s) == 0`` is ``Expr("==", Expr("&&", ...), 0)``."""
 
     op: str
     left: Any
@@ -209,7 +210,6 @@ Value = Any
 _INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\?\?\?)?|\?\?\?")
 _STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"')  # unrolled: no alternation per character
-_SPACE = re.compile(r" *")
 _COMMENT = re.compile(r"/\* ?(.*?) ?\*/")
 _UNKNOWN_NAME = re.compile(r"[A-Z0-9_]+_\?\?\?")
 _INTERRUPTED = re.compile(r"<\.\.\. resuming interrupted ([\w?]+) \.\.\.>")
@@ -275,6 +275,8 @@ class _Parser:
             if m is not None:
                 key, text = m.groups()
                 v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
+                if v is None:  # cannot happen: _SIMPLE_ITEM's forms are a subset of simple_value's
+                    raise self.fail("internal error: a simple item simple_value does not read")
                 out.append(Named(key, v) if key else v)
                 self.pos = m.end()
             else:
@@ -514,8 +516,6 @@ _SIMPLE_CACHE: dict[str, Any] = {}
 _SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIMPLE_INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _SIMPLE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:0x[0-9a-fA-F]+|[0-9]+)(?:<<[A-Za-z_][A-Za-z0-9_]*)?")
-
-
 _SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>")
 _SIMPLE_ITEM = re.compile(
     r"(?:([A-Za-z_][A-Za-z0-9_]*)=)?"
@@ -542,7 +542,7 @@ def simple_value(text: str) -> Any:
         if m is None:
             return None
         fd, path = m.groups()
-        if "\\" in path:
+        if "\\" in path and '"' not in path:  # as in _Parser.fd
             path = decode_string(path).decode("utf-8", "surrogateescape")
         v = Fd(Symbol(fd) if fd == "AT_FDCWD" else int(fd), path)
     elif "|" in text or "<<" in text:
