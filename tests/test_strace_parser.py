@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import vmkit
 from vmkit.trace import (
     Call, Changed, Comment, Commented, Complement, Exit, Expr, Fd, Flags, Indexed, Named, Shift, Signal, Struct,
-    Symbol, Syscall, TraceError, TruncatedBytes, parse, parse_file,
+    Symbol, Syscall, TraceError, TruncatedBytes, as_int, parse, parse_file,
 )
 from vmkit.trace.strace import Trace, _lines
 
@@ -127,6 +128,22 @@ def test_flag_parts_kept() -> None:
     assert fixed.args[3].numbers == (0x200000,)
     unknown = at("threads_end.log", 4)
     assert unknown.name == "syscall_0x1ce" and unknown.args[:2] == (1, 2) and unknown.errno == "EINVAL"
+
+
+def test_as_int_with_vmkit_constants() -> None:
+    def lookup(name: str) -> int:
+        return int(getattr(vmkit, name))
+
+    huge = at("threads_end.log", 2)
+    assert as_int(huge.args[3], lookup) == (vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_HUGETLB
+                                            | 21 << vmkit.MAP_HUGE_SHIFT)
+    assert as_int(at("threads_end.log", 3).args[3], lookup) == \
+        vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED_NOREPLACE | 0x200000
+    assert as_int(at("threads_start.log", 25).args[2], lookup) == 0x66
+    assert as_int(at("ls_y.log", 4).args[4], lookup) == 3
+    assert as_int(at("ls_tt_T.log", 7).args[2], lookup) == vmkit.PROT_READ
+    with pytest.raises(ValueError, match="not a number"):
+        as_int(b"x", lookup)
 
 
 def test_unknown_madvise_advice() -> None:
@@ -386,3 +403,17 @@ def test_real_programs_parse(program: str, tmp_path: Path) -> None:
     assert isinstance(evs[-1], Exit) and evs[-1].status == 0
     if program in ("gcc", "perl"):
         assert len({e.pid for e in evs}) > 1
+
+
+def test_command_line_checks_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vmkit.trace.__main__ import main
+
+    bad = tmp_path / "bad.log"
+    bad.write_text("1 close(3) = 0\n1 mmap(NULL, 4096\n")
+    assert main([str(DATA / "signals.log")]) == 0
+    assert capsys.readouterr().out.endswith("signals.log: 3 Exit, 8 Signal, 62 Syscall\n")
+    assert main([str(bad), str(tmp_path / "missing.log")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{bad}:2:18: unclosed argument list: the text ends (line cut short?): 1 mmap(NULL, 4096"
+    assert "No such file" in err[1]
+    assert main([]) == 2

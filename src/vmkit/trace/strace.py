@@ -432,3 +432,4 @@ def _lines(path: str) -> Iterator[str]:
 def parse_file(path: str) -> Trace:
     """The events of the log in file ``path``, read as it goes."""
     return Trace(_lines(str(path)), str(path))
+

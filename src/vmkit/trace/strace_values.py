@@ -34,6 +34,7 @@ The values:
 - ``<... resuming interrupted NAME ...>`` (restart_syscall's argument) -> :class:`Interrupted`.
 
 Anything else raises :class:`ValueSyntaxError` with the column of the offending text.
+:func:`as_int` turns a scalar value into its number given a name lookup.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Union
 
 
@@ -205,6 +207,31 @@ class Interrupted:
 
 Value = Any
 """One parsed argument: any of the forms listed in the module docstring."""
+
+
+def as_int(value: Value, lookup: Callable[[str], int]) -> int:
+    """The number a scalar argument stands for, names looked up by the caller (the replay knows
+    the constants, e.g. ``lambda name: int(getattr(vmkit, name))``): an ``int`` as it is, a
+    :class:`Symbol` through ``lookup``, :class:`Flags` as the OR of its parts, ``N<<NAME`` as ``N``
+    shifted by ``lookup(NAME)``, an :class:`Fd` as its descriptor, a :class:`Commented` value as
+    the value. Anything else (strings, lists, structs...) is a ``ValueError`` naming it."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Symbol):
+        return lookup(value.name)
+    if isinstance(value, Flags):
+        n = 0
+        for part in value.parts:
+            n |= part if isinstance(part, int) else as_int(part, lookup) if isinstance(part, Shift) \
+                else lookup(part)
+        return n
+    if isinstance(value, Shift):
+        return value.value << lookup(value.name)
+    if isinstance(value, Fd):
+        return as_int(value.fd, lookup)
+    if isinstance(value, Commented):
+        return as_int(value.value, lookup)
+    raise ValueError(f"not a number, a name or a flag expression: {value!r}")
 
 
 _INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
