@@ -10,7 +10,8 @@ The line shapes (strace's ``printleader``, ``printtrailer``, ``print_exited`` an
   ``? ERESTARTSYS (To be restarted if SA_RESTART is set)``, ``0x8000 (flags O_RDONLY)``; then
   ``<0.000012>`` with ``-T``;
 - ``NAME(ARGS <unfinished ...>`` and, later, ``<... NAME resumed>REST``: one call, yielded when it
-  completes, its text joined;
+  completes, its text joined; ``<unfinished ...>) = ?`` at the end of the arguments (the process
+  died inside the call) and ``NAME(ARGS <detached ...>`` give an ``unfinished`` call;
 - ``--- SIGCHLD {siginfo} ---`` and ``--- stopped by SIGSTOP ---``: :class:`Signal`;
 - ``+++ exited with N +++``, ``+++ killed by SIGKILL (core dumped) +++``,
   ``+++ superseded by execve in pid N +++``: :class:`Exit`;
@@ -55,8 +56,12 @@ class Syscall:
     ``text`` is the call as strace printed it without the leader, joined across an
     unfinished/resumed pair. ``time`` is the timestamp of the start line, ``end_time`` that of the
     completing line. ``result_note`` is strace's text after the result: ``</etc/passwd>`` (``-y``),
-    ``(No such file or directory)``, ``(flags O_RDONLY)``, ``<unavailable>``. A call whose process
-    exited (or whose log ended) before it completed has ``unfinished=True`` and ``result`` None.
+    ``(No such file or directory)``, ``(flags O_RDONLY)``, ``<unavailable>``.
+
+    ``unfinished=True`` (``result`` None, the arguments strace printed at entry only) when strace
+    never showed the call complete: no resumed line before the process's exit or the end of the
+    log, ``<detached ...>``, or ``<unfinished ...>) = ?`` (the process died inside the call,
+    strace's ``print_event_exit``: ``read(0,  <unfinished ...>) = ?``).
     """
 
     pid: int
@@ -316,7 +321,7 @@ class Trace:
         if cm is None:
             raise self._error(lineno, line, "not a system call", at + 1)
         try:
-            args, end = parse_args(text, cm.end())
+            args, end, cut = parse_args(text, cm.end())
         except ValueSyntaxError as e:
             raise self._value_error(e, lineno, line, at, start_lineno, start_line, split) from None
         rm = _RESULT.match(text, end)
@@ -329,7 +334,7 @@ class Trace:
             "result": None if res == "?" else int(res, 0) if res[:2] in ("0x", "-0") else int(res),
             "errno": err, "lineno": lineno, "start_lineno": start_lineno, "text": text, "time": t,
             "duration": float(dur) if dur else None, "result_note": note.strip() if note else None,
-            "unfinished": False, "end_time": end_t})
+            "unfinished": cut, "end_time": end_t})
 
     def _value_error(self, e: ValueSyntaxError, lineno: int, line: str, at: int, start_lineno: int,
                      start_line: str, split: int) -> TraceError:
@@ -371,7 +376,7 @@ class Trace:
             args: tuple[Value, ...] = ()
         else:
             try:
-                args, end = parse_args(text + ")", cm.end())
+                args, _, _ = parse_args(text + ")", cm.end())
             except ValueSyntaxError as e:
                 raise self._error(p.lineno, p.line, e.message) from None
         return _new(Syscall, {

@@ -241,6 +241,7 @@ _COMMENT = re.compile(r"/\* ?(.*?) ?\*/")
 _UNKNOWN_NAME = re.compile(r"[A-Z0-9_]+_\?\?\?")
 _INTERRUPTED = re.compile(r"<\.\.\. resuming interrupted ([\w?]+) \.\.\.>")
 _BINOPS = ("&&", "||", "==", "!=")
+_CUT = "<unfinished ...>)"
 
 
 def parse_int(text: str) -> int:
@@ -264,12 +265,13 @@ def decode_string(body: str) -> bytes:
 class _Parser:
     """Recursive descent over one text; ``pos`` moves forward, errors carry the column."""
 
-    __slots__ = ("s", "pos", "n")
+    __slots__ = ("s", "pos", "n", "cut")
 
     def __init__(self, s: str, pos: int = 0) -> None:
         self.s = s
         self.pos = pos
         self.n = len(s)
+        self.cut = False  # the argument list ended with strace's "<unfinished ...>)"
 
     def fail(self, what: str, pos: int | None = None) -> ValueSyntaxError:
         p = self.pos if pos is None else pos
@@ -297,6 +299,10 @@ class _Parser:
         s = self.s
         simple_item = _SIMPLE_ITEM.match
         while True:
+            if close == ")" and s.startswith(_CUT, self.pos):
+                self.pos += len(_CUT)
+                self.cut = True
+                return out
             # most members are [name=]number, name, a|b|c, fd<path> or a whole string: one regex
             m = simple_item(s, self.pos)
             if m is not None:
@@ -316,6 +322,8 @@ class _Parser:
             if c == close:
                 self.pos += 1
                 return out
+            if close == ")" and s.startswith(_CUT, self.pos):
+                continue  # "exit(0 <unfinished ...>) = ?"
             if c == ",":
                 self.pos += 1
                 self.skip()
@@ -524,12 +532,14 @@ class _Parser:
         return out
 
 
-def parse_args(text: str, pos: int) -> tuple[tuple[Any, ...], int]:
-    """The arguments of a call whose ``(`` ends just before ``pos``: the values and the offset just
-    past the matching ``)``. Raises :class:`ValueSyntaxError`."""
+def parse_args(text: str, pos: int) -> tuple[tuple[Any, ...], int, bool]:
+    """The arguments of a call whose ``(`` ends just before ``pos``: the values, the offset just
+    past the matching ``)``, and whether the list ended with ``<unfinished ...>)`` (strace's
+    ``print_event_exit``: the process died inside the call, the arguments it prints at exit are
+    missing). Raises :class:`ValueSyntaxError`."""
     p = _Parser(text, pos)
     args = p.args()
-    return args, p.pos
+    return args, p.pos, p.cut
 
 
 def parse_value(text: str, pos: int = 0) -> tuple[Any, int]:

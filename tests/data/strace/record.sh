@@ -11,6 +11,8 @@ out=$(cd "$out" && pwd)
 cd "$here"
 cc -O1 -pthread -o "$out/threads" "$here/src/threads.c"
 cc -O1 -pthread -o "$out/signals" "$here/src/signals.c"
+cc -O1 -pthread -o "$out/exit_in_call" "$here/src/exit_in_call.c"
+cc -O1 -o "$out/block_read" "$here/src/block_read.c"
 run() { name=$1; shift; env -i PATH=/usr/bin:/bin setarch -R strace "$@"; }
 run ls_tt_T     -f -tt -T -o "$out/ls_tt_T.log" ls / >/dev/null
 run ls_ttt      -f -ttt -o "$out/ls_ttt.log" ls / >/dev/null
@@ -28,3 +30,11 @@ run python_full -f -e trace=%memory,%process,%file,%desc -y -v -s 4096 -o "$out/
 env -i PATH=/usr/bin:/bin setarch -R strace -f -tt sh -c 'ls / >/dev/null & wait' 2>"$out/stderr.log"
 # a terminal for stty (script gives it a pty): -v termios with [VINTR]=0x3 array elements
 script -qc "env -i PATH=/usr/bin:/bin strace -v -o '$out/stty_v.log' stty -a" /dev/null >/dev/null
+# a thread blocked in read (on a pipe that stays empty for 1 s) when its process exits
+sleep 1 | env -i PATH=/usr/bin:/bin setarch -R strace -f -o "$out/exit_in_call.log" "$out/exit_in_call"
+# a process killed (by its pid, from outside) while blocked in read
+sleep 2 | env -i PATH=/usr/bin:/bin setarch -R strace -o "$out/killed_in_call.log" "$out/block_read" &
+tracer=$!
+sleep 0.5
+kill -KILL "$(pgrep -P "$tracer")"
+wait "$tracer" || true
