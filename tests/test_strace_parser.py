@@ -320,6 +320,8 @@ def test_constructed_shapes() -> None:
         "101   fcntl(3, F_GETFL) = 0x8002 (flags O_RDWR|O_LARGEFILE)",
         "101   restart_syscall(<... resuming interrupted clock_nanosleep ...>) = 0",
         "101   ioctl(1, SNDCTL_TMR_TIMEBASE or TCGETS, {c_iflag=ICRNL|IXON, c_cc=\"\\x03\\x1c\"...}) = 0",
+        "101   umask(022) = 022 <0>",
+        "101   foo() = -1 (errno 528)",
         "101   futex(0x7f00, FUTEX_WAIT_PRIVATE, 2, NULL <detached ...>",
         "",
     ])
@@ -333,7 +335,9 @@ def test_constructed_shapes() -> None:
     assert evs[4].args[0].name == "clock_nanosleep"
     assert evs[5].args[1] == Expr("or", Symbol("SNDCTL_TMR_TIMEBASE"), Symbol("TCGETS"))
     assert isinstance(evs[5].args[2]["c_cc"], TruncatedBytes)
-    assert evs[6].unfinished and evs[6].args == (0x7F00, Symbol("FUTEX_WAIT_PRIVATE"), 2, 0)
+    assert (evs[6].args, evs[6].result, evs[6].duration) == ((0o22,), 0o22, 0.0)
+    assert (evs[7].result, evs[7].errno, evs[7].result_note) == (-1, None, "(errno 528)")
+    assert evs[8].unfinished and evs[8].args == (0x7F00, Symbol("FUTEX_WAIT_PRIVATE"), 2, 0)
 
 
 def test_unfinished_calls_are_yielded_not_dropped() -> None:

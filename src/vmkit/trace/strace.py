@@ -5,10 +5,12 @@ The line shapes (strace's ``printleader``, ``printtrailer``, ``print_exited`` an
 - the leader: ``PID `` (``-f`` with ``-o``), ``[pid  N] `` (``-f`` to stderr once there are two
   tracees) or nothing; then a ``-t`` (``HH:MM:SS``), ``-tt`` (``HH:MM:SS.micro``), ``-ttt``
   (``epoch.micro``) or ``-r`` (relative seconds) timestamp when present;
-- ``NAME(ARGS) = RESULT`` with ``RESULT`` one of ``0x7ffff7fc1000``, ``3``, ``3</etc/passwd>`` (``-y``),
-  ``-1 ENOMEM (Cannot allocate memory)``, ``?``, ``? <unavailable>``,
-  ``? ERESTARTSYS (To be restarted if SA_RESTART is set)``, ``0x8000 (flags O_RDONLY)``; then
-  ``<0.000012>`` with ``-T``;
+- ``NAME(ARGS) = RESULT`` with ``RESULT`` one of ``0x7ffff7fc1000``, ``3``, ``022`` (octal: umask),
+  ``3</etc/passwd>`` (``-y``), ``-1 ENOMEM (Cannot allocate memory)``, ``-1 (errno 528)`` (an errno
+  strace cannot name: ``errno`` None, the text in ``result_note``), ``?``, ``? <unavailable>``,
+  ``? ERESTARTSYS (To be restarted if SA_RESTART is set)``, ``0x8000 (flags O_RDONLY)``, any of
+  them followed by ``(INJECTED)``-style notes; then ``<0.000012>`` (``<0>`` at ``-T`` precision
+  ``s``) with ``-T`` (strace's ``syscall_exiting_trace``, ``print_err_ret``);
 - ``NAME(ARGS <unfinished ...>`` and, later, ``<... NAME resumed>REST``: one call, yielded when it
   completes, its text joined; ``<unfinished ...>) = ?`` at the end of the arguments (the process
   died inside the call) and ``NAME(ARGS <detached ...>`` give an ``unfinished`` call;
@@ -32,7 +34,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Union
 
-from vmkit.trace.strace_values import _SIMPLE_CACHE, Value, ValueSyntaxError, parse_args, parse_value, simple_value
+from vmkit.trace.strace_values import (
+    _SIMPLE_CACHE, Value, ValueSyntaxError, parse_args, parse_int, parse_value, simple_value,
+)
 
 
 class TraceError(ValueError):
@@ -121,13 +125,13 @@ Event = Union[Syscall, Signal, Exit, Comment]
 
 _LEAD = r"(?:(\d+) +|\[pid +(\d+)\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
 _FAST = re.compile(
-    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
-    r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+\.\d+)>)?$")
+    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|0|[1-9]\d*)|\?)"
+    r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+(?:\.\d+)?)>)?$")
 _FRAME = re.compile(_LEAD)
 _HEX = re.compile(r"0x[0-9a-f]+")  # an address: not cached (they rarely repeat)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
 _RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>| \(.*\)| <unavailable>)?"
-                     r"(?: <(\d+\.\d+)>)?$")
+                     r"(?: <(\d+(?:\.\d+)?)>)?$")
 _RESUMED = re.compile(r"<\.\.\. ([A-Za-z_][A-Za-z0-9_]*|\?\?\?) resumed>")
 _EXIT = re.compile(r"\+\+\+ (?:exited with (\d+)|killed by (SIG\w+)( \(core dumped\))?"
                    r"|superseded by execve in pid (\d+)) \+\+\+$")
@@ -331,7 +335,7 @@ class Trace:
         res, err, note, dur = rm.groups()
         return _new(Syscall, {
             "pid": pid, "name": cm.group(1), "args": args,
-            "result": None if res == "?" else int(res, 0) if res[:2] in ("0x", "-0") else int(res),
+            "result": None if res == "?" else parse_int(res),
             "errno": err, "lineno": lineno, "start_lineno": start_lineno, "text": text, "time": t,
             "duration": float(dur) if dur else None, "result_note": note.strip() if note else None,
             "unfinished": cut, "end_time": end_t})
