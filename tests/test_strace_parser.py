@@ -309,6 +309,23 @@ def test_hex_escapes_and_indexed_array_elements() -> None:
     assert parse_file(str(DATA / "stty_v.log")).has_pids is None
 
 
+def test_every_leader_field() -> None:
+    evs = events("leader.log")
+    first = evs[0]
+    assert (first.pid, first.name, first.result) == (18687, "set_tid_address", 18687)
+    assert first.time == pytest.approx(10 * 3600 + 49 * 60 + 24.425188)
+    assert first.text == "set_tid_address(0x7ffff7dd2a10) = 18687"
+    assert evs[-1] == Exit(18687, 10, 0, None, text="+++ exited with 0 +++", time=pytest.approx(38964.428464))
+
+
+def test_stack_trace_lines_are_refused() -> None:
+    """constructed from a -k log of this machine"""
+    text = ("17769 brk(NULL)                         = 0x558017fe0000\n"
+            " > /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2(_dl_catch_error+0x77c7) [0x1fc47]\n")
+    with pytest.raises(TraceError, match="stack trace line of strace -k"):
+        list(parse(text))
+
+
 # --- constructed input ---------------------------------------------------------------------------
 
 def test_constructed_shapes() -> None:

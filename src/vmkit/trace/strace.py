@@ -2,9 +2,11 @@
 
 The line shapes (strace's ``printleader``, ``printtrailer``, ``print_exited`` and friends):
 
-- the leader: ``PID `` (``-f`` with ``-o``), ``[pid  N] `` (``-f`` to stderr once there are two
-  tracees) or nothing; then a ``-t`` (``HH:MM:SS``), ``-tt`` (``HH:MM:SS.micro``), ``-ttt``
-  (``epoch.micro``) or ``-r`` (relative seconds) timestamp when present;
+- the leader (strace's ``printleader``): ``PID `` (``-f`` with ``-o``), ``[pid  N] `` (``-f`` to
+  stderr once there are two tracees) or nothing, with ``--decode-pids=comm``'s ``<comm>``; then a
+  ``-t`` (``HH:MM:SS``), ``-tt`` (``HH:MM:SS.micro``), ``-ttt`` (``epoch.micro``) or ``-r``
+  (relative seconds) timestamp when present; ``-r`` after a ``-t`` time (``(+ 0.000123)``), ``-n``
+  (``[  9]``) and ``-i`` (``[00007ffff7fe3d4b]``) are read and dropped;
 - ``NAME(ARGS) = RESULT`` with ``RESULT`` one of ``0x7ffff7fc1000``, ``3``, ``022`` (octal: umask),
   ``3</etc/passwd>`` (``-y``), ``-1 ENOMEM (Cannot allocate memory)``, ``-1 (errno 528)`` (an errno
   strace cannot name: ``errno`` None, the text in ``result_note``), ``?``, ``? <unavailable>``,
@@ -123,7 +125,10 @@ class Comment:
 
 Event = Union[Syscall, Signal, Exit, Comment]
 
-_LEAD = r"(?:(\d+) +|\[pid +(\d+)\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
+# printleader: "PID " or "[pid  PID] " (with --decode-pids=comm "PID<comm> "), then -t/-tt/-ttt, then
+# -r ("(+ 0.000123) " after a -t time), -n ("[  9] ") and -i ("[00007f...] "), the last three ignored.
+_LEAD = (r"(?:(\d+)(?:<[^<>]*>)? +|\[pid +(\d+)(?:<[^<>]*>)?\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
+         r"(?:\(\+ *\d+(?:\.\d+)?\) )?(?:\[ *\d+\] )?(?:\[(?:[0-9a-f]{16}|\?{16})\] )?")
 _FAST = re.compile(
     _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|0|[1-9]\d*)|\?)"
     r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+(?:\.\d+)?)>)?$")
@@ -302,6 +307,9 @@ class Trace:
         else:
             cm = _CALL.match(body)
             if cm is None:
+                if body.startswith("> "):
+                    raise self._error(lineno, line, "a stack trace line of strace -k (record without -k)",
+                                      at + 1)
                 raise self._error(lineno, line, "not a system call, signal, exit or strace message", at + 1)
             if body.endswith(_UNFINISHED) or body.endswith(_DETACHED):
                 unfinished = body.endswith(_UNFINISHED)

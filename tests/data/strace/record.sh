@@ -38,3 +38,5 @@ tracer=$!
 sleep 0.5
 kill -KILL "$(pgrep -P "$tracer")"
 wait "$tracer" || true
+# every leader field: --decode-pids=comm, -tt with -r, -n, -i
+run leader -f -n -i -tt -r --decode-pids=comm -o "$out/leader.log" true
