@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from vmkit.trace.strace import Trace, _lines
+from vmkit.trace.strace import Trace, _file_blocks
 
 LOOP = """
 import mmap
@@ -45,7 +45,7 @@ def record(calls: int, directory: str) -> str:
 def lines_per_second(path: str, fast: bool) -> tuple[int, float]:
     start = time.process_time()
     n = 0
-    for _ in Trace(_lines(path), path, fast=fast):
+    for _ in Trace(path=path, blocks=_file_blocks(path), fast=fast):
         n += 1
     return n, time.process_time() - start
 

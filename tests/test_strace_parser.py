@@ -18,7 +18,7 @@ from vmkit.trace import (
     Call, Changed, Comment, Commented, Complement, Exit, Expr, Fd, Flags, Indexed, Named, Shift, Signal, Struct,
     Symbol, Syscall, TraceError, TruncatedBytes, as_int, parse, parse_file,
 )
-from vmkit.trace.strace import Trace, _lines
+from vmkit.trace.strace import Trace, _file_blocks
 
 DATA = Path(__file__).parent / "data" / "strace"
 FIXTURES = sorted(DATA.glob("*.log"))
@@ -61,8 +61,19 @@ def test_every_line_of_every_fixture_parses(path: Path) -> None:
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
 def test_fast_path_equals_full_grammar(path: Path) -> None:
     fast = list(parse_file(str(path)))
-    slow = list(Trace(_lines(str(path)), str(path), fast=False))
+    slow = list(Trace(path=str(path), blocks=_file_blocks(str(path)), fast=False))
     assert fast == slow
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+def test_every_source_gives_the_same_events(path: Path) -> None:
+    """A file read in small blocks, its text, its lines with and without newlines."""
+    whole = list(parse_file(str(path)))
+    text = path.read_text()
+    assert list(Trace(path=str(path), blocks=_file_blocks(str(path), size=100))) == whole
+    assert list(parse(text, str(path))) == whole
+    assert list(parse(text.split("\n")[:-1], str(path))) == whole
+    assert list(parse(text.splitlines(keepends=True), str(path))) == whole
 
 
 def test_mmap_arguments_and_result() -> None:

@@ -127,11 +127,20 @@ Event = Union[Syscall, Signal, Exit, Comment]
 
 # printleader: "PID " or "[pid  PID] " (with --decode-pids=comm "PID<comm> "), then -t/-tt/-ttt, then
 # -r ("(+ 0.000123) " after a -t time), -n ("[  9] ") and -i ("[00007f...] "), the last three ignored.
-_LEAD = (r"(?:(\d+)(?:<[^<>]*>)? +|\[pid +(\d+)(?:<[^<>]*>)?\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
-         r"(?:\(\+ *\d+(?:\.\d+)?\) )?(?:\[ *\d+\] )?(?:\[(?:[0-9a-f]{16}|\?{16})\] )?")
-_FAST = re.compile(
-    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|0|[1-9]\d*)|\?)"
-    r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+(?:\.\d+)?)>)?$")
+# (The lookahead skips the optional fields at once when the call's name follows the pid.)
+_LEAD = (r"(?:(\d+)(?:<[^<>\n]*>)? +|\[pid +(\d+)(?:<[^<>\n]*>)?\] )?"
+         r"(?:(?=[ \d(\[]) *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
+         r"(?:\(\+ *\d+(?:\.\d+)?\) )?(?:\[ *\d+\] )?(?:\[(?:[0-9a-f]{16}|\?{16})\] )?)?")
+# The fast path: a whole call on one line, arguments without strings, structs, lists or comments
+# ('*' is excluded), each a number, a name, a|b|c or fd<path> (a path with ", " in it fails
+# simple_value and takes the full grammar); a result with an errno or a -y path. strace escapes '<'
+# and '>' in paths, so a ')' in a path cannot make this end the argument list early and still
+# match to the end of the line. One regex runs over a whole block of lines (re's per-call cost is
+# a third of the work): each match is one line, the fast form or, failing it, group 11 any line.
+_FAST_LINE = (_LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*\n]*)\) += (-?(?:0x[0-9a-f]+|0|[1-9]\d*)|\?)"
+              r"(?:(<[^<>\n]*>)|(?: (E[A-Z0-9_]+) (\([^()\n]*\))))?(?: <(\d+(?:\.\d+)?)>)?(?=\n)")
+_BLOCK = re.compile(r"(?:" + _FAST_LINE + r"|([^\n]*))\n")
+_BLOCK_SLOW = re.compile(r"(?:(?!)" + _FAST_LINE + r"|([^\n]*))\n")  # the same groups, never fast
 _FRAME = re.compile(_LEAD)
 _HEX = re.compile(r"0x[0-9a-f]+")  # an address: not cached (they rarely repeat)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
@@ -165,10 +174,6 @@ def _new(cls: type, fields: dict[str, Any]) -> Any:
     return obj
 
 
-def _no_match(line: str) -> None:
-    return None
-
-
 @dataclass
 class _Pending:
     lineno: int
@@ -185,11 +190,16 @@ class Trace:
     so far had a pid.
     """
 
-    def __init__(self, lines: Iterable[str], path: str | None = None, *, fast: bool = True) -> None:
-        """``fast=False`` sends every line through the full grammar (the tests compare both paths)."""
+    def __init__(self, lines: Iterable[str] | None = None, path: str | None = None, *, fast: bool = True,
+                 blocks: Iterable[str] | None = None) -> None:
+        """The log as ``lines`` (with or without their newlines) or as ``blocks`` of whole lines
+        (each ending with a newline). ``fast=False`` sends every line through the full grammar
+        (the tests compare both paths)."""
         self.path = path
         self.has_pids: bool | None = None
-        self._events = self._parse(lines, _FAST.match if fast else _no_match)
+        if blocks is None:
+            blocks = _line_blocks(lines if lines is not None else ())
+        self._events = self._parse(blocks, _BLOCK if fast else _BLOCK_SLOW)
 
     def __iter__(self) -> Iterator[Event]:
         return self._events
@@ -200,7 +210,7 @@ class Trace:
     def _error(self, lineno: int, line: str, what: str, column: int | None = None) -> TraceError:
         return TraceError(self.path, lineno, line.rstrip("\r\n"), what, column)
 
-    def _parse(self, lines: Iterable[str], fast: Any) -> Iterator[Event]:
+    def _parse(self, blocks: Iterable[str], block_re: re.Pattern[str]) -> Iterator[Event]:
         pending: dict[int, _Pending] = {}
         carry: str | None = None
         simple = simple_value
@@ -211,72 +221,70 @@ class Trace:
         args_get = args_cache.get
         lineno = carry_lineno = 0
         seen_pid = False
-        for lineno, line in enumerate(lines, 1):
-            first = lineno  # the line the text starts on
-            if carry is not None:
-                line, carry, first = carry + line, None, carry_lineno
-            # The fast path: a whole call on one line, arguments without strings, structs, lists
-            # or comments ('*' is excluded), each a number, a name, a|b|c or fd<path> (a path
-            # with ", " in it fails simple_value and takes the full grammar); a result with an
-            # errno or a -y path. strace escapes '<' and '>' in paths, so a ')' in a path cannot
-            # make this regex end the argument list early and still match to the end of the line.
-            m = fast(line) if first == lineno else None
-            if m is not None:
-                pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur = m.groups()
-                args: tuple[Value, ...] | None = args_get(argtext)
-                if args is None:
-                    pieces = argtext.split(", ")
-                    values = list(map(cache_get, pieces))
-                    if None in values:  # not seen yet: addresses, sizes, new names
-                        for i, v in enumerate(values):
-                            if v is None:
-                                a = pieces[i]
-                                values[i] = v = int(a, 16) if is_hex(a) else simple(a)
+        for block in blocks:
+            for m in block_re.finditer(block):
+                lineno += 1
+                pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur, line = m.groups()
+                if line is None and carry is None:
+                    args: tuple[Value, ...] | None = args_get(argtext)
+                    if args is None:
+                        pieces = argtext.split(", ")
+                        values = list(map(cache_get, pieces))
+                        if None in values:  # not seen yet: addresses, sizes, new names
+                            for i, v in enumerate(values):
                                 if v is None:
-                                    break
-                    if None not in values:
-                        args = tuple(values)
-                        if len(args_cache) > 100_000:
-                            args_cache.clear()
-                        args_cache[argtext] = args
-                if args is not None:
-                    if pid_s is None:
-                        pid_s = pid2
-                    if not seen_pid:
-                        if pid_s is not None:
-                            seen_pid = self.has_pids = True
-                        elif self.has_pids is None:
-                            self.has_pids = False
-                    ev = new(Syscall)
-                    fields = ev.__dict__
-                    fields.update({
-                        "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
-                        "result": None if res == "?" else int(res, 16) if "x" in res else int(res),
-                        "errno": err, "lineno": lineno, "start_lineno": lineno,
-                        "text": line[m.start(4):m.end()]})
-                    # the other fields keep their class defaults (None, False) unless present
-                    if ts:
-                        fields["time"] = fields["end_time"] = _timestamp(ts)
-                    if dur:
-                        fields["duration"] = float(dur)
-                    if note or fdnote:
-                        fields["result_note"] = note or fdnote
-                    yield ev
+                                    a = pieces[i]
+                                    values[i] = v = int(a, 16) if is_hex(a) else simple(a)
+                                    if v is None:
+                                        break
+                        if None not in values:
+                            args = tuple(values)
+                            if len(args_cache) > 100_000:
+                                args_cache.clear()
+                            args_cache[argtext] = args
+                    if args is not None:
+                        if pid_s is None:
+                            pid_s = pid2
+                        if not seen_pid:
+                            if pid_s is not None:
+                                seen_pid = self.has_pids = True
+                            elif self.has_pids is None:
+                                self.has_pids = False
+                        ev = new(Syscall)
+                        fields = ev.__dict__
+                        fields.update({
+                            "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
+                            "result": None if res == "?" else int(res, 16) if "x" in res else int(res),
+                            "errno": err, "lineno": lineno, "start_lineno": lineno,
+                            "text": block[m.start(4):m.end() - 1]})
+                        # the other fields keep their class defaults (None, False) unless present
+                        if ts:
+                            fields["time"] = fields["end_time"] = _timestamp(ts)
+                        if dur:
+                            fields["duration"] = float(dur)
+                        if note or fdnote:
+                            fields["result_note"] = note or fdnote
+                        yield ev
+                        continue
+                if line is None:
+                    line = m.group()[:-1]
+                first = lineno  # the line the text starts on
+                if carry is not None:
+                    line, carry, first = carry + line, None, carry_lineno
+                line = line.rstrip("\r")
+                if not line.strip():
                     continue
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line[0] == "#":
-                yield _new(Comment, {"lineno": lineno, "text": line[1:].strip()})
-                continue
-            if line.startswith("strace: "):
-                continue
-            i = line.find("strace: Process ")
-            if i > 0 and _MIDLINE_MESSAGE.match(line, i):
-                carry, carry_lineno = line[:i], first
-                continue
-            yield from self._slow(line, lineno, pending, first)
-            seen_pid = bool(self.has_pids)
+                if line[0] == "#":
+                    yield _new(Comment, {"lineno": lineno, "text": line[1:].strip()})
+                    continue
+                if line.startswith("strace: "):
+                    continue
+                i = line.find("strace: Process ")
+                if i > 0 and _MIDLINE_MESSAGE.match(line, i):
+                    carry, carry_lineno = line[:i], first
+                    continue
+                yield from self._slow(line, lineno, pending, first)
+                seen_pid = bool(self.has_pids)
         if carry is not None:
             yield from self._slow(carry, lineno, pending, carry_lineno)
         for pid in list(pending):
@@ -434,19 +442,39 @@ def parse(text_or_lines: str | bytes | Iterable[str], path: str | None = None) -
     if isinstance(text_or_lines, bytes):
         text_or_lines = text_or_lines.decode("utf-8", "surrogateescape")
     if isinstance(text_or_lines, str):
-        # not splitlines(): that also splits at \v, \f and other separators inside a line
-        text_or_lines = text_or_lines.split("\n")
-        if text_or_lines and text_or_lines[-1] == "":
-            text_or_lines.pop()
+        # split at "\n" only (str.splitlines also splits at \v, \f, \x1c... inside a line)
+        text = text_or_lines
+        return Trace(path=path, blocks=[text if text.endswith("\n") else text + "\n"] if text else [])
     return Trace(text_or_lines, path)
 
 
-def _lines(path: str) -> Iterator[str]:
+def _line_blocks(lines: Iterable[str], size: int = 4096) -> Iterator[str]:
+    """Blocks of ``size`` lines, each line ending with a newline."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line if line.endswith("\n") else line + "\n")
+        if len(batch) == size:
+            yield "".join(batch)
+            batch.clear()
+    if batch:
+        yield "".join(batch)
+
+
+def _file_blocks(path: str, size: int = 1 << 20) -> Iterator[str]:
+    """The file in blocks of whole lines (about ``size`` characters); a last line without its
+    newline gets one."""
     with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
-        yield from f
+        rest = ""
+        while block := f.read(size):
+            block = rest + block
+            cut = block.rfind("\n") + 1
+            rest = block[cut:]
+            if cut:
+                yield block[:cut]
+        if rest:
+            yield rest + "\n"
 
 
 def parse_file(path: str) -> Trace:
     """The events of the log in file ``path``, read as it goes."""
-    return Trace(_lines(str(path)), str(path))
-
+    return Trace(path=str(path), blocks=_file_blocks(str(path)))
