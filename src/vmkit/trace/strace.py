@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from vmkit.trace.strace_values import (
     _SIMPLE_CACHE, Value, ValueSyntaxError, parse_args, parse_int, parse_value, simple_value,
@@ -166,10 +166,14 @@ def _timestamp(text: str | None) -> float | None:
     return float(text)
 
 
-def _new(cls: type, fields: dict[str, Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _new(cls: type[_T], fields: dict[str, Any]) -> _T:
     """A frozen dataclass instance without its ``__init__`` (which sets every field through
-    ``object.__setattr__``, a third of the parse time); ``fields`` must name every field."""
-    obj = cls.__new__(cls)
+    ``object.__setattr__``, a third of the parse time); ``fields`` names every field without a
+    default."""
+    obj = object.__new__(cls)
     obj.__dict__.update(fields)
     return obj
 

@@ -128,7 +128,7 @@ class Struct(dict[Any, Any]):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return f"Struct({dict.__repr__(self)}{', elided' if self.elided else ''})"
@@ -259,7 +259,7 @@ def decode_string(body: str) -> bytes:
     raw = body.encode("utf-8", "surrogateescape")
     if "\\" not in body:
         return raw
-    return codecs.escape_decode(raw)[0]  # type: ignore[no-any-return]
+    return codecs.escape_decode(raw)[0]
 
 
 class _Parser:
