@@ -597,7 +597,7 @@ def simple_value(text: str) -> Any:
         v = parts[0] if len(parts) == 1 else Flags(tuple(parts))
     else:
         return None
-    if len(_SIMPLE_CACHE) > 200_000:
+    if len(_SIMPLE_CACHE) > 50_000:  # a module-wide cache: keep it small
         _SIMPLE_CACHE.clear()
     _SIMPLE_CACHE[text] = v
     return v
