@@ -260,6 +260,16 @@ def test_fd_annotations() -> None:
     assert addr["sin_port"] == Call("htons", (0,)) and addr["sin_addr"] == Call("inet_addr", (b"0.0.0.0",))
 
 
+def test_descriptor_of_a_deleted_file() -> None:
+    assert at("deleted.log", 1).result_note == "</tmp/vmkit-deleted>"
+    m = at("deleted.log", 5)
+    assert m.args == (0, 4096, Flags(("PROT_READ", "PROT_WRITE")), Symbol("MAP_SHARED"),
+                      Fd(3, "/tmp/vmkit-deleted", deleted=True), 0)
+    assert at("deleted.log", 6).args == (Fd(4, "/tmp/vmkit-deleted", deleted=True),)
+    opened = list(parse("1 openat(AT_FDCWD, \"/x\", O_RDONLY) = 3</x>(deleted)\n"))[0]  # constructed
+    assert (opened.result, opened.result_note) == (3, "</x>(deleted)")
+
+
 def test_library_mmaps_with_full_options() -> None:
     mm = [c for c in calls("python_full_libs.log") if c.name == "mmap" and c.args[4] != -1]
     assert [c.args[4].path for c in mm] == ["/etc/ld.so.cache"] + ["/usr/lib/x86_64-linux-gnu/libm.so.6"] * 4

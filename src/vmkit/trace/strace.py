@@ -144,7 +144,7 @@ _BLOCK_SLOW = re.compile(r"(?:(?!)" + _FAST_LINE + r"|([^\n]*))\n")  # the same 
 _FRAME = re.compile(_LEAD)
 _HEX = re.compile(r"0x[0-9a-f]+")  # an address: not cached (they rarely repeat)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
-_RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>| \(.*\)| <unavailable>)?"
+_RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>(?:\(deleted\))?| \(.*\)| <unavailable>)?"
                      r"(?: <(\d+(?:\.\d+)?)>)?$")
 _RESUMED = re.compile(r"<\.\.\. ([A-Za-z_][A-Za-z0-9_]*|\?\?\?) resumed>")
 _EXIT = re.compile(r"\+\+\+ (?:exited with (\d+)|killed by (SIG\w+)( \(core dumped\))?"

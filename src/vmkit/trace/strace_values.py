@@ -136,7 +136,8 @@ class Struct(dict[Any, Any]):
 
 @dataclass(frozen=True)
 class Fd:
-    """A descriptor with its ``-y`` annotation: ``3</usr/lib/libc.so.6>``, ``AT_FDCWD</tmp>``.
+    """A descriptor with its ``-y`` annotation: ``3</usr/lib/libc.so.6>``, ``AT_FDCWD</tmp>``,
+    ``5</dev/shm/sem.x>(deleted)`` (strace's ``printfd_pid``).
 
     ``fd`` is the number, or the :class:`Symbol` ``AT_FDCWD``; ``dev`` is ``-yy``'s
     ``char 1:3``/``block 8:1`` suffix.
@@ -145,6 +146,7 @@ class Fd:
     fd: Union[int, Symbol]
     path: str
     dev: str | None = None
+    deleted: bool = False  # "(deleted)" after the path: the file was unlinked
 
 
 @dataclass(frozen=True)
@@ -516,9 +518,12 @@ class _Parser:
             dev = s[i + 1:j]
             i = j + 1
         self.pos = i + 1
+        deleted = s.startswith("(deleted)", self.pos)
+        if deleted:
+            self.pos += len("(deleted)")
         if "\\" in path and '"' not in path:
             path = decode_string(path).decode("utf-8", "surrogateescape")
-        return Fd(fd, path, dev)
+        return Fd(fd, path, dev, deleted)
 
     def struct(self) -> Struct:
         out = Struct()
@@ -553,11 +558,11 @@ _SIMPLE_CACHE: dict[str, Any] = {}
 _SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIMPLE_INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _SIMPLE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:0x[0-9a-fA-F]+|[0-9]+)(?:<<[A-Za-z_][A-Za-z0-9_]*)?")
-_SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>")
+_SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>(\(deleted\))?")
 _SIMPLE_ITEM = re.compile(
     r"(?:([A-Za-z_][A-Za-z0-9_]*)=)?"
     r"(-?(?:0x[0-9a-fA-F]+|[0-9]+)(?![<*])"
-    r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>"
+    r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>(?:\(deleted\))?"
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\|(?:[A-Za-z_][A-Za-z0-9_]*|0x[0-9a-fA-F]+|[0-9]+))*(?![(<=])"
     r'|"[^"\\]*(?:\\.[^"\\]*)*"(?!\.\.\.))'
     r"(?=, |[\]})])")
@@ -578,10 +583,10 @@ def simple_value(text: str) -> Any:
         m = _SIMPLE_FD.fullmatch(text)
         if m is None:
             return None
-        fd, path = m.groups()
+        fd, path, deleted = m.groups()
         if "\\" in path and '"' not in path:  # as in _Parser.fd
             path = decode_string(path).decode("utf-8", "surrogateescape")
-        v = Fd(Symbol(fd) if fd == "AT_FDCWD" else int(fd), path)
+        v = Fd(Symbol(fd) if fd == "AT_FDCWD" else int(fd), path, None, deleted is not None)
     elif "|" in text or "<<" in text:
         parts: list[str | int | Shift] = []
         for part in text.split("|"):

@@ -40,3 +40,6 @@ kill -KILL "$(pgrep -P "$tracer")"
 wait "$tracer" || true
 # every leader field: --decode-pids=comm, -tt with -r, -n, -i
 run leader -f -n -i -tt -r --decode-pids=comm -o "$out/leader.log" true
+# a descriptor of an unlinked file: 3</path>(deleted)
+run deleted -f -y -e trace=openat,unlink,newfstatat,ftruncate,mmap,close -o "$out/deleted.log" \
+    python3 -c 'import os, mmap; fd = os.open("/tmp/vmkit-deleted", os.O_CREAT | os.O_RDWR); os.unlink("/tmp/vmkit-deleted"); os.ftruncate(fd, 4096); mmap.mmap(fd, 4096); os.close(fd)'
