@@ -308,12 +308,16 @@ class _Parser:
             # most members are [name=]number, name, a|b|c, fd<path> or a whole string: one regex
             m = simple_item(s, self.pos)
             if m is not None:
-                key, text = m.groups()
+                key, text, comma = m.groups()
                 v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
                 if v is None:  # cannot happen: _SIMPLE_ITEM's forms are a subset of simple_value's
                     raise self.fail("internal error: a simple item simple_value does not read")
                 out.append(Named(key, v) if key else v)
                 self.pos = m.end()
+                if comma:  # the regex took the ", " too
+                    if s.startswith(" ", self.pos):
+                        self.skip()
+                    continue
             else:
                 out.append(self.value())
             start = self.pos
@@ -565,7 +569,7 @@ _SIMPLE_ITEM = re.compile(
     r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>(?:\(deleted\))?"
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\|(?:[A-Za-z_][A-Za-z0-9_]*|0x[0-9a-fA-F]+|[0-9]+))*(?![(<=])"
     r'|"[^"\\]*(?:\\.[^"\\]*)*"(?!\.\.\.))'
-    r"(?=, |[\]})])")
+    r"(, |(?=[\]})]))")
 
 
 def simple_value(text: str) -> Any:
