@@ -264,6 +264,14 @@ def decode_string(body: str) -> bytes:
     return codecs.escape_decode(raw)[0]
 
 
+def _comment(value: Any, text: str) -> Any:
+    """``value /* text */``: a number strace could not name (``0x66 /* MADV_??? */``) is
+    :class:`Flags` with that comment, anything else :class:`Commented`."""
+    if _UNKNOWN_NAME.fullmatch(text) and isinstance(value, (int, Flags)):
+        return Flags(value.parts if isinstance(value, Flags) else (value,), text)
+    return Commented(value, text)
+
+
 class _Parser:
     """Recursive descent over one text; ``pos`` moves forward, errors carry the column."""
 
@@ -290,9 +298,10 @@ class _Parser:
     def peek(self, text: str) -> bool:
         return self.s.startswith(text, self.pos)
 
-    def items(self, close: str, what: str, spaces: bool = True) -> list[Any]:
+    def items(self, close: str, what: str, spaces: bool = True, keyed: bool = False) -> list[Any]:
         """Members up to ``close``, separated by ``, `` or (``spaces``) by spaces: strace's sets
-        ``[INT TERM]``, termios ``{B38400 opost isig ...}``."""
+        ``[INT TERM]``, termios ``{B38400 opost isig ...}``. With ``keyed`` (a struct's members),
+        a simple ``name=value`` comes back as a ``(name, value)`` tuple, cheaper than a Named."""
         out: list[Any] = []
         self.skip()
         if self.peek(close):
@@ -308,11 +317,13 @@ class _Parser:
             # most members are [name=]number, name, a|b|c, fd<path> or a whole string: one regex
             m = simple_item(s, self.pos)
             if m is not None:
-                key, text, comma = m.groups()
+                key, text, comment, comma = m.groups()
                 v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
                 if v is None:  # cannot happen: _SIMPLE_ITEM's forms are a subset of simple_value's
                     raise self.fail("internal error: a simple item simple_value does not read")
-                out.append(Named(key, v) if key else v)
+                if comment is not None:
+                    v = _comment(v, comment)
+                out.append(v if not key else (key, v) if keyed else Named(key, v))
                 self.pos = m.end()
                 if comma:  # the regex took the ", " too
                     if s.startswith(" ", self.pos):
@@ -357,11 +368,7 @@ class _Parser:
                 if m is None:
                     raise self.fail("unclosed comment")
                 self.pos = m.end()
-                text = m.group(1)
-                if _UNKNOWN_NAME.fullmatch(text) and isinstance(v, (int, Flags)) and not isinstance(v, bool):
-                    v = Flags(v.parts if isinstance(v, Flags) else (v,), text)
-                else:
-                    v = Commented(v, text)
+                v = _comment(v, m.group(1))
             elif c == "=" and s.startswith("=>", p):
                 self.pos = p + 2
                 self.skip()
@@ -531,8 +538,10 @@ class _Parser:
 
     def struct(self) -> Struct:
         out = Struct()
-        for i, item in enumerate(self.items("}", "struct")):
-            if isinstance(item, Named):
+        for i, item in enumerate(self.items("}", "struct", keyed=True)):
+            if type(item) is tuple:  # no value is a bare tuple: items() made it for a simple member
+                out[item[0]] = item[1]
+            elif isinstance(item, Named):
                 out[item.name] = item.value
             elif item is ...:
                 out.elided = True
@@ -569,6 +578,7 @@ _SIMPLE_ITEM = re.compile(
     r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>(?:\(deleted\))?"
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\|(?:[A-Za-z_][A-Za-z0-9_]*|0x[0-9a-fA-F]+|[0-9]+))*(?![(<=])"
     r'|"[^"\\]*(?:\\.[^"\\]*)*"(?!\.\.\.))'
+    r"(?: /\* ?(.*?) ?\*/)?"  # 0x7ffe... /* 20 vars */, st_atime=1795678277 /* 2026-... */
     r"(, |(?=[\]})]))")
 
 
