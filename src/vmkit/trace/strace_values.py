@@ -303,48 +303,59 @@ class _Parser:
         ``[INT TERM]``, termios ``{B38400 opost isig ...}``. With ``keyed`` (a struct's members),
         a simple ``name=value`` comes back as a ``(name, value)`` tuple, cheaper than a Named."""
         out: list[Any] = []
-        self.skip()
-        if self.peek(close):
-            self.pos += 1
+        append = out.append
+        s, n = self.s, self.n
+        pos = self.pos
+        while pos < n and s[pos] == " ":
+            pos += 1
+        if s.startswith(close, pos):
+            self.pos = pos + 1
             return out
-        s = self.s
         simple_item = _SIMPLE_ITEM.match
+        args = close == ")"
         while True:
-            if close == ")" and s.startswith(_CUT, self.pos):
-                self.pos += len(_CUT)
+            if args and s.startswith(_CUT, pos):
+                self.pos = pos + len(_CUT)
                 self.cut = True
                 return out
-            # most members are [name=]number, name, a|b|c, fd<path> or a whole string: one regex
-            m = simple_item(s, self.pos)
+            # most members are [name=]number, name, a|b|c, fd<path> or a whole string, with
+            # perhaps a /* comment */ and their ", ": one regex
+            m = simple_item(s, pos)
             if m is not None:
                 key, text, comment, comma = m.groups()
                 v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
                 if v is None:  # cannot happen: _SIMPLE_ITEM's forms are a subset of simple_value's
+                    self.pos = pos
                     raise self.fail("internal error: a simple item simple_value does not read")
                 if comment is not None:
                     v = _comment(v, comment)
-                out.append(v if not key else (key, v) if keyed else Named(key, v))
-                self.pos = m.end()
-                if comma:  # the regex took the ", " too
-                    if s.startswith(" ", self.pos):
-                        self.skip()
+                append(v if not key else (key, v) if keyed else Named(key, v))
+                pos = m.end()
+                if comma:
+                    while pos < n and s[pos] == " ":
+                        pos += 1
                     continue
             else:
-                out.append(self.value())
-            start = self.pos
-            self.skip()
-            if self.pos >= self.n:
+                self.pos = pos
+                append(self.value())
+                pos = self.pos
+            start = pos
+            while pos < n and s[pos] == " ":
+                pos += 1
+            self.pos = pos
+            if pos >= n:
                 raise self.fail(f"unclosed {what}")
-            c = self.s[self.pos]
+            c = s[pos]
             if c == close:
-                self.pos += 1
+                self.pos = pos + 1
                 return out
-            if close == ")" and s.startswith(_CUT, self.pos):
+            if args and s.startswith(_CUT, pos):
                 continue  # "exit(0 <unfinished ...>) = ?"
             if c == ",":
-                self.pos += 1
-                self.skip()
-            elif self.pos == start or not spaces:
+                pos += 1
+                while pos < n and s[pos] == " ":
+                    pos += 1
+            elif pos == start or not spaces:
                 raise self.fail(f"expected ',' or '{close}' in {what}")
 
     def args(self) -> tuple[Any, ...]:
