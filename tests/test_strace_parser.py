@@ -378,6 +378,11 @@ def test_constructed_shapes() -> None:
     assert evs[8].unfinished and evs[8].args == (0x7F00, Symbol("FUTEX_WAIT_PRIVATE"), 2, 0)
 
 
+def test_strings_ending_in_backslashes() -> None:
+    text = r'1 write(1, "a\\", 2) = 2' + "\n" + r'1 write(1, "\"\\\"", 3) = 3' + "\n"
+    assert [e.args[1] for e in parse(text)] == [b"a\\", b'"\\"']
+
+
 def test_unfinished_calls_are_yielded_not_dropped() -> None:
     text = ("7 read(3,  <unfinished ...>\n"
             "8 pause( <unfinished ...>\n"
@@ -394,6 +399,7 @@ def test_unfinished_calls_are_yielded_not_dropped() -> None:
     ("1 mmap(NULL, [4096, PROT_READ) = 0", 1, "list"),                          # unbalanced bracket
     ("1 mmap(NULL, {a=1, 4096) = 0", 1, "struct"),
     ("1 write(1, \"abc, 3) = 3", 1, "unterminated string"),
+    ("1 write(1, \"abc\\\", 3) = 3", 1, "unterminated string"),             # the quote is escaped
     ("1 close(3) = 0\nhello world", 2, "not a system call"),                    # garbage
     ("1 close(3) = 0\n1 close(3) = banana", 2, "RESULT"),
     ("1 close(3)", 1, "RESULT"),

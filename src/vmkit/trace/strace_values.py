@@ -238,7 +238,7 @@ def as_int(value: Value, lookup: Callable[[str], int]) -> int:
 
 _INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\?\?\?)?|\?\?\?")
-_STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"')  # unrolled: no alternation per character
+_STRING = re.compile(r'"((?>[^"\\]*(?:\\.[^"\\]*)*))"')  # unrolled, atomic: no backtracking
 _COMMENT = re.compile(r"/\* ?(.*?) ?\*/")
 _UNKNOWN_NAME = re.compile(r"[A-Z0-9_]+_\?\?\?")
 _INTERRUPTED = re.compile(r"<\.\.\. resuming interrupted ([\w?]+) \.\.\.>")
@@ -253,6 +253,21 @@ def parse_int(text: str) -> int:
     if len(text) > 1 and text[0] == "0" and text[1] != "x":
         return int(text, 8)
     return int(text, 0) if text[:2] == "0x" else int(text)
+
+
+def string_end(s: str, start: int) -> int:
+    """The index of the quote that closes the string opening at ``s[start]``, or -1. (str.find,
+    not a regex: a regex walks a 4096-byte buffer of escapes at ~50 ns a character.)"""
+    i = start
+    while True:
+        i = s.find('"', i + 1)
+        if i < 0:
+            return -1
+        j = i - 1
+        while s[j] == "\\":
+            j -= 1
+        if (i - j) % 2:  # an even number of backslashes before it: not escaped
+            return i
 
 
 def decode_string(body: str) -> bytes:
@@ -318,9 +333,23 @@ class _Parser:
                 self.pos = pos + len(_CUT)
                 self.cut = True
                 return out
-            # most members are [name=]number, name, a|b|c, fd<path> or a whole string, with
-            # perhaps a /* comment */ and their ", ": one regex
-            m = simple_item(s, pos)
+            if s[pos] == '"':  # a string, perhaps long: found with str.find
+                end = string_end(s, pos)
+                if end > 0 and (s.startswith(", ", end + 1) or s[end + 1:end + 2] == close):
+                    append(decode_string(s[pos + 1:end]))
+                    pos = end + 1
+                    if s.startswith(", ", pos):
+                        pos += 2
+                        while pos < n and s[pos] == " ":
+                            pos += 1
+                        continue
+                    self.pos = pos + 1
+                    return out
+                m = None
+            else:
+                # most members are [name=]number, name, a|b|c, fd<path> or a whole string, with
+                # perhaps a /* comment */ and their ", ": one regex
+                m = simple_item(s, pos)
             if m is not None:
                 key, text, comment, comma = m.groups()
                 v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
@@ -495,11 +524,11 @@ class _Parser:
         return Symbol(name)
 
     def string(self) -> bytes:
-        m = _STRING.match(self.s, self.pos)
-        if m is None:
+        end = string_end(self.s, self.pos)
+        if end < 0:
             raise self.fail("unterminated string")
-        self.pos = m.end()
-        data = decode_string(m.group(1))
+        data = decode_string(self.s[self.pos + 1:end])
+        self.pos = end + 1
         if self.s.startswith("...", self.pos):
             self.pos += 3
             return TruncatedBytes(data)
@@ -588,7 +617,7 @@ _SIMPLE_ITEM = re.compile(
     r"(-?(?:0x[0-9a-fA-F]+|[0-9]+)(?![<*])"
     r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>(?:\(deleted\))?"
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\|(?:[A-Za-z_][A-Za-z0-9_]*|0x[0-9a-fA-F]+|[0-9]+))*(?![(<=])"
-    r'|"[^"\\]*(?:\\.[^"\\]*)*"(?!\.\.\.))'
+    r'|"(?>[^"\\]*(?:\\.[^"\\]*)*)"(?!\.\.\.))'  # atomic: a "..."... fails without backtracking'
     r"(?: /\* ?(.*?) ?\*/)?"  # 0x7ffe... /* 20 vars */, st_atime=1795678277 /* 2026-... */
     r"(, |(?=[\]})]))")
 
