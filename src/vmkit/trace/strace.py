@@ -2,15 +2,20 @@
 
 The line shapes (strace's ``printleader``, ``printtrailer``, ``print_exited`` and friends):
 
-- the leader: ``PID `` (``-f`` with ``-o``), ``[pid  N] `` (``-f`` to stderr once there are two
-  tracees) or nothing; then a ``-t`` (``HH:MM:SS``), ``-tt`` (``HH:MM:SS.micro``), ``-ttt``
-  (``epoch.micro``) or ``-r`` (relative seconds) timestamp when present;
-- ``NAME(ARGS) = RESULT`` with ``RESULT`` one of ``0x7ffff7fc1000``, ``3``, ``3</etc/passwd>`` (``-y``),
-  ``-1 ENOMEM (Cannot allocate memory)``, ``?``, ``? <unavailable>``,
-  ``? ERESTARTSYS (To be restarted if SA_RESTART is set)``, ``0x8000 (flags O_RDONLY)``; then
-  ``<0.000012>`` with ``-T``;
+- the leader (strace's ``printleader``): ``PID `` (``-f`` with ``-o``), ``[pid  N] `` (``-f`` to
+  stderr once there are two tracees) or nothing, with ``--decode-pids=comm``'s ``<comm>``; then a
+  ``-t`` (``HH:MM:SS``), ``-tt`` (``HH:MM:SS.micro``), ``-ttt`` (``epoch.micro``) or ``-r``
+  (relative seconds) timestamp when present; ``-r`` after a ``-t`` time (``(+ 0.000123)``), ``-n``
+  (``[  9]``) and ``-i`` (``[00007ffff7fe3d4b]``) are read and dropped;
+- ``NAME(ARGS) = RESULT`` with ``RESULT`` one of ``0x7ffff7fc1000``, ``3``, ``022`` (octal: umask),
+  ``3</etc/passwd>`` (``-y``), ``-1 ENOMEM (Cannot allocate memory)``, ``-1 (errno 528)`` (an errno
+  strace cannot name: ``errno`` None, the text in ``result_note``), ``?``, ``? <unavailable>``,
+  ``? ERESTARTSYS (To be restarted if SA_RESTART is set)``, ``0x8000 (flags O_RDONLY)``, any of
+  them followed by ``(INJECTED)``-style notes; then ``<0.000012>`` (``<0>`` at ``-T`` precision
+  ``s``) with ``-T`` (strace's ``syscall_exiting_trace``, ``print_err_ret``);
 - ``NAME(ARGS <unfinished ...>`` and, later, ``<... NAME resumed>REST``: one call, yielded when it
-  completes, its text joined;
+  completes, its text joined; ``<unfinished ...>) = ?`` at the end of the arguments (the process
+  died inside the call) and ``NAME(ARGS <detached ...>`` give an ``unfinished`` call;
 - ``--- SIGCHLD {siginfo} ---`` and ``--- stopped by SIGSTOP ---``: :class:`Signal`;
 - ``+++ exited with N +++``, ``+++ killed by SIGKILL (core dumped) +++``,
   ``+++ superseded by execve in pid N +++``: :class:`Exit`;
@@ -29,9 +34,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
-from vmkit.trace.strace_values import _SIMPLE_CACHE, Value, ValueSyntaxError, parse_args, parse_value, simple_value
+from vmkit.trace.strace_values import (
+    _SIMPLE_CACHE, Value, ValueSyntaxError, parse_args, parse_int, parse_value, simple_value,
+)
 
 
 class TraceError(ValueError):
@@ -55,8 +62,12 @@ class Syscall:
     ``text`` is the call as strace printed it without the leader, joined across an
     unfinished/resumed pair. ``time`` is the timestamp of the start line, ``end_time`` that of the
     completing line. ``result_note`` is strace's text after the result: ``</etc/passwd>`` (``-y``),
-    ``(No such file or directory)``, ``(flags O_RDONLY)``, ``<unavailable>``. A call whose process
-    exited (or whose log ended) before it completed has ``unfinished=True`` and ``result`` None.
+    ``(No such file or directory)``, ``(flags O_RDONLY)``, ``<unavailable>``.
+
+    ``unfinished=True`` (``result`` None, the arguments strace printed at entry only) when strace
+    never showed the call complete: no resumed line before the process's exit or the end of the
+    log, ``<detached ...>``, or ``<unfinished ...>) = ?`` (the process died inside the call,
+    strace's ``print_event_exit``: ``read(0,  <unfinished ...>) = ?``).
     """
 
     pid: int
@@ -67,8 +78,8 @@ class Syscall:
     lineno: int
     start_lineno: int
     text: str
-    time: float | None
-    duration: float | None
+    time: float | None = None
+    duration: float | None = None
     result_note: str | None = None
     unfinished: bool = False
     end_time: float | None = None
@@ -114,14 +125,27 @@ class Comment:
 
 Event = Union[Syscall, Signal, Exit, Comment]
 
-_LEAD = r"(?:(\d+) +|\[pid +(\d+)\] )? *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
-_FAST = re.compile(
-    _LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*]*)\) += (-?(?:0x[0-9a-f]+|\d+)|\?)"
-    r"(?:(<[^<>]*>)|(?: (E[A-Z0-9_]+) (\([^()]*\))))?(?: <(\d+\.\d+)>)?$")
+# printleader: "PID " or "[pid  PID] " (with --decode-pids=comm "PID<comm> "), then -t/-tt/-ttt, then
+# -r ("(+ 0.000123) " after a -t time), -n ("[  9] ") and -i ("[00007f...] "), the last three ignored.
+# (The lookahead skips the optional fields at once when the call's name follows the pid.)
+_LEAD = (r"(?:(\d+)(?:<[^<>\n]*>)? +|\[pid +(\d+)(?:<[^<>\n]*>)?\] )?"
+         r"(?:(?=[ \d(\[]) *(?:(\d+:\d\d:\d\d(?:\.\d+)?|\d+\.\d+) +)?"
+         r"(?:\(\+ *\d+(?:\.\d+)?\) )?(?:\[ *\d+\] )?(?:\[(?:[0-9a-f]{16}|\?{16})\] )?)?")
+# The fast path: a whole call on one line, arguments without strings, structs, lists or comments
+# ('*' is excluded), each a number, a name, a|b|c or fd<path> (a path with ", " in it fails
+# simple_value and takes the full grammar); a result with an errno or a -y path. strace escapes '<'
+# and '>' in paths, so a ')' in a path cannot make this end the argument list early and still
+# match to the end of the line. One regex runs over a whole block of lines (re's per-call cost is
+# a third of the work): each match is one line, the fast form or, failing it, group 11 any line.
+_FAST_LINE = (_LEAD + r"([a-z_][a-z0-9_]*)\(([^\"{}\[\]()=~@&*\n]*)\) += (-?(?:0x[0-9a-f]+|0|[1-9]\d*)|\?)"
+              r"(?:(<[^<>\n]*>)|(?: (E[A-Z0-9_]+) (\([^()\n]*\))))?(?: <(\d+(?:\.\d+)?)>)?(?=\n)")
+_BLOCK = re.compile(r"(?:" + _FAST_LINE + r"|([^\n]*))\n")
+_BLOCK_SLOW = re.compile(r"(?:(?!)" + _FAST_LINE + r"|([^\n]*))\n")  # the same groups, never fast
 _FRAME = re.compile(_LEAD)
+_HEX = re.compile(r"0x[0-9a-f]+")  # an address: not cached (they rarely repeat)
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\?\?\?)\(")
 _RESULT = re.compile(r" *= (-?(?:0x[0-9a-fA-F]+|\d+)|\?)(?: (E[A-Z0-9_]+))?(<.*?>(?:\(deleted\))?| \(.*\)| <unavailable>)?"
-                     r"(?: <(\d+\.\d+)>)?$")
+                     r"(?: <(\d+(?:\.\d+)?)>)?$")
 _RESUMED = re.compile(r"<\.\.\. ([A-Za-z_][A-Za-z0-9_]*|\?\?\?) resumed>")
 _EXIT = re.compile(r"\+\+\+ (?:exited with (\d+)|killed by (SIG\w+)( \(core dumped\))?"
                    r"|superseded by execve in pid (\d+)) \+\+\+$")
@@ -142,16 +166,16 @@ def _timestamp(text: str | None) -> float | None:
     return float(text)
 
 
-def _new(cls: type, fields: dict[str, Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _new(cls: type[_T], fields: dict[str, Any]) -> _T:
     """A frozen dataclass instance without its ``__init__`` (which sets every field through
-    ``object.__setattr__``, a third of the parse time); ``fields`` must name every field."""
-    obj = cls.__new__(cls)
+    ``object.__setattr__``, a third of the parse time); ``fields`` names every field without a
+    default."""
+    obj = object.__new__(cls)
     obj.__dict__.update(fields)
     return obj
-
-
-def _no_match(line: str) -> None:
-    return None
 
 
 @dataclass
@@ -170,11 +194,16 @@ class Trace:
     so far had a pid.
     """
 
-    def __init__(self, lines: Iterable[str], path: str | None = None, *, fast: bool = True) -> None:
-        """``fast=False`` sends every line through the full grammar (the tests compare both paths)."""
+    def __init__(self, lines: Iterable[str] | None = None, path: str | None = None, *, fast: bool = True,
+                 blocks: Iterable[str] | None = None) -> None:
+        """The log as ``lines`` (with or without their newlines) or as ``blocks`` of whole lines
+        (each ending with a newline). ``fast=False`` sends every line through the full grammar
+        (the tests compare both paths)."""
         self.path = path
         self.has_pids: bool | None = None
-        self._events = self._parse(lines, _FAST.match if fast else _no_match)
+        if blocks is None:
+            blocks = _line_blocks(lines if lines is not None else ())
+        self._events = self._parse(blocks, _BLOCK if fast else _BLOCK_SLOW)
 
     def __iter__(self) -> Iterator[Event]:
         return self._events
@@ -185,80 +214,81 @@ class Trace:
     def _error(self, lineno: int, line: str, what: str, column: int | None = None) -> TraceError:
         return TraceError(self.path, lineno, line.rstrip("\r\n"), what, column)
 
-    def _parse(self, lines: Iterable[str], fast: Any) -> Iterator[Event]:
+    def _parse(self, blocks: Iterable[str], block_re: re.Pattern[str]) -> Iterator[Event]:
         pending: dict[int, _Pending] = {}
         carry: str | None = None
         simple = simple_value
+        is_hex = _HEX.fullmatch
         cache_get = _SIMPLE_CACHE.get
         new = object.__new__
         args_cache: dict[str, tuple[Value, ...]] = {"": ()}  # argument texts repeat: mmap(NULL, 8192, ...
         args_get = args_cache.get
         lineno = carry_lineno = 0
         seen_pid = False
-        for lineno, line in enumerate(lines, 1):
-            first = lineno  # the line the text starts on
-            if carry is not None:
-                line, carry, first = carry + line, None, carry_lineno
-            # The fast path: a whole call on one line, arguments without strings, structs, lists
-            # or comments ('*' is excluded), each a number, a name, a|b|c or fd<path> (a path
-            # with ", " in it fails simple_value and takes the full grammar); a result with an
-            # errno or a -y path. strace escapes '<' and '>' in paths, so a ')' in a path cannot
-            # make this regex end the argument list early and still match to the end of the line.
-            m = fast(line) if first == lineno else None
-            if m is not None:
-                pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur = m.groups()
-                args: tuple[Value, ...] | None = args_get(argtext)
-                if args is None:
-                    args_l: list[Value] | None = []
-                    for a in argtext.split(", "):
-                        v = cache_get(a)
-                        if v is None:
-                            if a[:2] == "0x":
-                                v = int(a, 16)
-                            else:
-                                v = simple(a)
+        for block in blocks:
+            for m in block_re.finditer(block):
+                lineno += 1
+                pid_s, pid2, ts, name, argtext, res, fdnote, err, note, dur, line = m.groups()
+                if line is None and carry is None:
+                    args: tuple[Value, ...] | None = args_get(argtext)
+                    if args is None:
+                        pieces = argtext.split(", ")
+                        values = list(map(cache_get, pieces))
+                        if None in values:  # not seen yet: addresses, sizes, new names
+                            for i, v in enumerate(values):
                                 if v is None:
-                                    args_l = None
-                                    break
-                        args_l.append(v)  # type: ignore[union-attr]
-                    if args_l is not None:
-                        args = tuple(args_l)
-                        if len(args_cache) > 100_000:
-                            args_cache.clear()
-                        args_cache[argtext] = args
-                if args is not None:
-                    if pid_s is None:
-                        pid_s = pid2
-                    if not seen_pid:
-                        if pid_s is not None:
-                            seen_pid = self.has_pids = True
-                        elif self.has_pids is None:
-                            self.has_pids = False
-                    t = _timestamp(ts) if ts else None
-                    ev = new(Syscall)
-                    ev.__dict__.update({
-                        "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
-                        "result": None if res == "?" else int(res, 16) if "x" in res else int(res),
-                        "errno": err, "lineno": lineno, "start_lineno": lineno,
-                        "text": line[m.start(4):m.end()], "time": t,
-                        "duration": float(dur) if dur else None, "result_note": note or fdnote,
-                        "unfinished": False, "end_time": t})
-                    yield ev
+                                    a = pieces[i]
+                                    values[i] = v = int(a, 16) if is_hex(a) else simple(a)
+                                    if v is None:
+                                        break
+                        if None not in values:
+                            args = tuple(values)
+                            if len(args_cache) > 100_000:
+                                args_cache.clear()
+                            args_cache[argtext] = args
+                    if args is not None:
+                        if pid_s is None:
+                            pid_s = pid2
+                        if not seen_pid:
+                            if pid_s is not None:
+                                seen_pid = self.has_pids = True
+                            elif self.has_pids is None:
+                                self.has_pids = False
+                        ev = new(Syscall)
+                        fields = ev.__dict__
+                        fields.update({
+                            "pid": int(pid_s) if pid_s else 0, "name": name, "args": args,
+                            "result": None if res == "?" else int(res, 16) if "x" in res else int(res),
+                            "errno": err, "lineno": lineno, "start_lineno": lineno,
+                            "text": block[m.start(4):m.end() - 1]})
+                        # the other fields keep their class defaults (None, False) unless present
+                        if ts:
+                            fields["time"] = fields["end_time"] = _timestamp(ts)
+                        if dur:
+                            fields["duration"] = float(dur)
+                        if note or fdnote:
+                            fields["result_note"] = note or fdnote
+                        yield ev
+                        continue
+                if line is None:
+                    line = m.group()[:-1]
+                first = lineno  # the line the text starts on
+                if carry is not None:
+                    line, carry, first = carry + line, None, carry_lineno
+                line = line.rstrip("\r")
+                if not line.strip():
                     continue
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line[0] == "#":
-                yield _new(Comment, {"lineno": lineno, "text": line[1:].strip()})
-                continue
-            if line.startswith("strace: "):
-                continue
-            i = line.find("strace: Process ")
-            if i > 0 and _MIDLINE_MESSAGE.match(line, i):
-                carry, carry_lineno = line[:i], first
-                continue
-            yield from self._slow(line, lineno, pending, first)
-            seen_pid = bool(self.has_pids)
+                if line[0] == "#":
+                    yield _new(Comment, {"lineno": lineno, "text": line[1:].strip()})
+                    continue
+                if line.startswith("strace: "):
+                    continue
+                i = line.find("strace: Process ")
+                if i > 0 and _MIDLINE_MESSAGE.match(line, i):
+                    carry, carry_lineno = line[:i], first
+                    continue
+                yield from self._slow(line, lineno, pending, first)
+                seen_pid = bool(self.has_pids)
         if carry is not None:
             yield from self._slow(carry, lineno, pending, carry_lineno)
         for pid in list(pending):
@@ -289,6 +319,9 @@ class Trace:
         else:
             cm = _CALL.match(body)
             if cm is None:
+                if body.startswith("> "):
+                    raise self._error(lineno, line, "a stack trace line of strace -k (record without -k)",
+                                      at + 1)
                 raise self._error(lineno, line, "not a system call, signal, exit or strace message", at + 1)
             if body.endswith(_UNFINISHED) or body.endswith(_DETACHED):
                 unfinished = body.endswith(_UNFINISHED)
@@ -312,7 +345,7 @@ class Trace:
         if cm is None:
             raise self._error(lineno, line, "not a system call", at + 1)
         try:
-            args, end = parse_args(text, cm.end())
+            args, end, cut = parse_args(text, cm.end())
         except ValueSyntaxError as e:
             raise self._value_error(e, lineno, line, at, start_lineno, start_line, split) from None
         rm = _RESULT.match(text, end)
@@ -322,10 +355,10 @@ class Trace:
         res, err, note, dur = rm.groups()
         return _new(Syscall, {
             "pid": pid, "name": cm.group(1), "args": args,
-            "result": None if res == "?" else int(res, 0) if res[:2] in ("0x", "-0") else int(res),
+            "result": None if res == "?" else parse_int(res),
             "errno": err, "lineno": lineno, "start_lineno": start_lineno, "text": text, "time": t,
             "duration": float(dur) if dur else None, "result_note": note.strip() if note else None,
-            "unfinished": False, "end_time": end_t})
+            "unfinished": cut, "end_time": end_t})
 
     def _value_error(self, e: ValueSyntaxError, lineno: int, line: str, at: int, start_lineno: int,
                      start_line: str, split: int) -> TraceError:
@@ -367,7 +400,7 @@ class Trace:
             args: tuple[Value, ...] = ()
         else:
             try:
-                args, end = parse_args(text + ")", cm.end())
+                args, _, _ = parse_args(text + ")", cm.end())
             except ValueSyntaxError as e:
                 raise self._error(p.lineno, p.line, e.message) from None
         return _new(Syscall, {
@@ -413,18 +446,39 @@ def parse(text_or_lines: str | bytes | Iterable[str], path: str | None = None) -
     if isinstance(text_or_lines, bytes):
         text_or_lines = text_or_lines.decode("utf-8", "surrogateescape")
     if isinstance(text_or_lines, str):
-        # not splitlines(): that also splits at \v, \f and other separators inside a line
-        text_or_lines = text_or_lines.split("\n")
-        if text_or_lines and text_or_lines[-1] == "":
-            text_or_lines.pop()
+        # split at "\n" only (str.splitlines also splits at \v, \f, \x1c... inside a line)
+        text = text_or_lines
+        return Trace(path=path, blocks=[text if text.endswith("\n") else text + "\n"] if text else [])
     return Trace(text_or_lines, path)
 
 
-def _lines(path: str) -> Iterator[str]:
+def _line_blocks(lines: Iterable[str], size: int = 4096) -> Iterator[str]:
+    """Blocks of ``size`` lines, each line ending with a newline."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line if line.endswith("\n") else line + "\n")
+        if len(batch) == size:
+            yield "".join(batch)
+            batch.clear()
+    if batch:
+        yield "".join(batch)
+
+
+def _file_blocks(path: str, size: int = 1 << 20) -> Iterator[str]:
+    """The file in blocks of whole lines (about ``size`` characters); a last line without its
+    newline gets one."""
     with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
-        yield from f
+        rest = ""
+        while block := f.read(size):
+            block = rest + block
+            cut = block.rfind("\n") + 1
+            rest = block[cut:]
+            if cut:
+                yield block[:cut]
+        if rest:
+            yield rest + "\n"
 
 
 def parse_file(path: str) -> Trace:
     """The events of the log in file ``path``, read as it goes."""
-    return Trace(_lines(str(path)), str(path))
+    return Trace(path=str(path), blocks=_file_blocks(str(path)))

@@ -34,6 +34,7 @@ The values:
 - ``<... resuming interrupted NAME ...>`` (restart_syscall's argument) -> :class:`Interrupted`.
 
 Anything else raises :class:`ValueSyntaxError` with the column of the offending text.
+:func:`as_int` turns a scalar value into its number given a name lookup.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Union
 
 
@@ -126,7 +128,7 @@ class Struct(dict[Any, Any]):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return f"Struct({dict.__repr__(self)}{', elided' if self.elided else ''})"
@@ -134,7 +136,8 @@ class Struct(dict[Any, Any]):
 
 @dataclass(frozen=True)
 class Fd:
-    """A descriptor with its ``-y`` annotation: ``3</usr/lib/libc.so.6>``, ``AT_FDCWD</tmp>``.
+    """A descriptor with its ``-y`` annotation: ``3</usr/lib/libc.so.6>``, ``AT_FDCWD</tmp>``,
+    ``5</dev/shm/sem.x>(deleted)`` (strace's ``printfd_pid``).
 
     ``fd`` is the number, or the :class:`Symbol` ``AT_FDCWD``; ``dev`` is ``-yy``'s
     ``char 1:3``/``block 8:1`` suffix.
@@ -143,6 +146,7 @@ class Fd:
     fd: Union[int, Symbol]
     path: str
     dev: str | None = None
+    deleted: bool = False  # "(deleted)" after the path: the file was unlinked
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,8 @@ class Call:
 @dataclass(frozen=True)
 class Expr:
     """An operator strace prints between values: ``&&``, ``||``, ``==``, ``!=``, ``or``; ``&`` (unary,
-    ``left`` is None)."""
+    ``left`` is None). Chains are read left to right without precedence:
+    ``WIFEXITED(s) && WEXITSTATUS(s) == 0`` is ``Expr("==", Expr("&&", ...), 0)``."""
 
     op: str
     left: Any
@@ -206,14 +211,39 @@ Value = Any
 """One parsed argument: any of the forms listed in the module docstring."""
 
 
+def as_int(value: Value, lookup: Callable[[str], int]) -> int:
+    """The number a scalar argument stands for, names looked up by the caller (the replay knows
+    the constants, e.g. ``lambda name: int(getattr(vmkit, name))``): an ``int`` as it is, a
+    :class:`Symbol` through ``lookup``, :class:`Flags` as the OR of its parts, ``N<<NAME`` as ``N``
+    shifted by ``lookup(NAME)``, an :class:`Fd` as its descriptor, a :class:`Commented` value as
+    the value. Anything else (strings, lists, structs...) is a ``ValueError`` naming it."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Symbol):
+        return lookup(value.name)
+    if isinstance(value, Flags):
+        n = 0
+        for part in value.parts:
+            n |= part if isinstance(part, int) else as_int(part, lookup) if isinstance(part, Shift) \
+                else lookup(part)
+        return n
+    if isinstance(value, Shift):
+        return value.value << lookup(value.name)
+    if isinstance(value, Fd):
+        return as_int(value.fd, lookup)
+    if isinstance(value, Commented):
+        return as_int(value.value, lookup)
+    raise ValueError(f"not a number, a name or a flag expression: {value!r}")
+
+
 _INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\?\?\?)?|\?\?\?")
-_STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"')  # unrolled: no alternation per character
-_SPACE = re.compile(r" *")
+_STRING = re.compile(r'"((?>[^"\\]*(?:\\.[^"\\]*)*))"')  # unrolled, atomic: no backtracking
 _COMMENT = re.compile(r"/\* ?(.*?) ?\*/")
 _UNKNOWN_NAME = re.compile(r"[A-Z0-9_]+_\?\?\?")
 _INTERRUPTED = re.compile(r"<\.\.\. resuming interrupted ([\w?]+) \.\.\.>")
 _BINOPS = ("&&", "||", "==", "!=")
+_CUT = "<unfinished ...>)"
 
 
 def parse_int(text: str) -> int:
@@ -225,24 +255,48 @@ def parse_int(text: str) -> int:
     return int(text, 0) if text[:2] == "0x" else int(text)
 
 
+def string_end(s: str, start: int) -> int:
+    """The index of the quote that closes the string opening at ``s[start]``, or -1. (str.find,
+    not a regex: a regex walks a 4096-byte buffer of escapes at ~50 ns a character.)"""
+    i = start
+    while True:
+        i = s.find('"', i + 1)
+        if i < 0:
+            return -1
+        j = i - 1
+        while s[j] == "\\":
+            j -= 1
+        if (i - j) % 2:  # an even number of backslashes before it: not escaped
+            return i
+
+
 def decode_string(body: str) -> bytes:
     """The bytes of a quoted string's body: strace's escapes (``printstr``'s ``\\t \\n \\v \\f \\r \\\\
     \\"``, octal ``\\NNN``, ``-x``'s ``\\xHH``) decoded; other characters are taken as UTF-8."""
     raw = body.encode("utf-8", "surrogateescape")
     if "\\" not in body:
         return raw
-    return codecs.escape_decode(raw)[0]  # type: ignore[no-any-return]
+    return codecs.escape_decode(raw)[0]
+
+
+def _comment(value: Any, text: str) -> Any:
+    """``value /* text */``: a number strace could not name (``0x66 /* MADV_??? */``) is
+    :class:`Flags` with that comment, anything else :class:`Commented`."""
+    if _UNKNOWN_NAME.fullmatch(text) and isinstance(value, (int, Flags)):
+        return Flags(value.parts if isinstance(value, Flags) else (value,), text)
+    return Commented(value, text)
 
 
 class _Parser:
     """Recursive descent over one text; ``pos`` moves forward, errors carry the column."""
 
-    __slots__ = ("s", "pos", "n")
+    __slots__ = ("s", "pos", "n", "cut")
 
     def __init__(self, s: str, pos: int = 0) -> None:
         self.s = s
         self.pos = pos
         self.n = len(s)
+        self.cut = False  # the argument list ended with strace's "<unfinished ...>)"
 
     def fail(self, what: str, pos: int | None = None) -> ValueSyntaxError:
         p = self.pos if pos is None else pos
@@ -259,38 +313,78 @@ class _Parser:
     def peek(self, text: str) -> bool:
         return self.s.startswith(text, self.pos)
 
-    def items(self, close: str, what: str, spaces: bool = True) -> list[Any]:
+    def items(self, close: str, what: str, spaces: bool = True, keyed: bool = False) -> list[Any]:
         """Members up to ``close``, separated by ``, `` or (``spaces``) by spaces: strace's sets
-        ``[INT TERM]``, termios ``{B38400 opost isig ...}``."""
+        ``[INT TERM]``, termios ``{B38400 opost isig ...}``. With ``keyed`` (a struct's members),
+        a simple ``name=value`` comes back as a ``(name, value)`` tuple, cheaper than a Named."""
         out: list[Any] = []
-        self.skip()
-        if self.peek(close):
-            self.pos += 1
+        append = out.append
+        s, n = self.s, self.n
+        pos = self.pos
+        while pos < n and s[pos] == " ":
+            pos += 1
+        if s.startswith(close, pos):
+            self.pos = pos + 1
             return out
-        s = self.s
         simple_item = _SIMPLE_ITEM.match
+        args = close == ")"
         while True:
-            # most members are [name=]number, name, a|b|c, fd<path> or a whole string: one regex
-            m = simple_item(s, self.pos)
-            if m is not None:
-                key, text = m.groups()
-                v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
-                out.append(Named(key, v) if key else v)
-                self.pos = m.end()
-            else:
-                out.append(self.value())
-            start = self.pos
-            self.skip()
-            if self.pos >= self.n:
-                raise self.fail(f"unclosed {what}")
-            c = self.s[self.pos]
-            if c == close:
-                self.pos += 1
+            if args and s.startswith(_CUT, pos):
+                self.pos = pos + len(_CUT)
+                self.cut = True
                 return out
+            if s[pos] == '"':  # a string, perhaps long: found with str.find
+                end = string_end(s, pos)
+                if end > 0 and (s.startswith(", ", end + 1) or s[end + 1:end + 2] == close):
+                    append(decode_string(s[pos + 1:end]))
+                    pos = end + 1
+                    if s.startswith(", ", pos):
+                        pos += 2
+                        while pos < n and s[pos] == " ":
+                            pos += 1
+                        continue
+                    self.pos = pos + 1
+                    return out
+                m = None
+            else:
+                # most members are [name=]number, name, a|b|c, fd<path> or a whole string, with
+                # perhaps a /* comment */ and their ", ": one regex
+                m = simple_item(s, pos)
+            if m is not None:
+                key, text, comment, comma = m.groups()
+                v = decode_string(text[1:-1]) if text[0] == '"' else simple_value(text)
+                if v is None:  # cannot happen: _SIMPLE_ITEM's forms are a subset of simple_value's
+                    self.pos = pos
+                    raise self.fail("internal error: a simple item simple_value does not read")
+                if comment is not None:
+                    v = _comment(v, comment)
+                append(v if not key else (key, v) if keyed else Named(key, v))
+                pos = m.end()
+                if comma:
+                    while pos < n and s[pos] == " ":
+                        pos += 1
+                    continue
+            else:
+                self.pos = pos
+                append(self.value())
+                pos = self.pos
+            start = pos
+            while pos < n and s[pos] == " ":
+                pos += 1
+            self.pos = pos
+            if pos >= n:
+                raise self.fail(f"unclosed {what}")
+            c = s[pos]
+            if c == close:
+                self.pos = pos + 1
+                return out
+            if args and s.startswith(_CUT, pos):
+                continue  # "exit(0 <unfinished ...>) = ?"
             if c == ",":
-                self.pos += 1
-                self.skip()
-            elif self.pos == start or not spaces:
+                pos += 1
+                while pos < n and s[pos] == " ":
+                    pos += 1
+            elif pos == start or not spaces:
                 raise self.fail(f"expected ',' or '{close}' in {what}")
 
     def args(self) -> tuple[Any, ...]:
@@ -314,11 +408,7 @@ class _Parser:
                 if m is None:
                     raise self.fail("unclosed comment")
                 self.pos = m.end()
-                text = m.group(1)
-                if _UNKNOWN_NAME.fullmatch(text) and isinstance(v, (int, Flags)) and not isinstance(v, bool):
-                    v = Flags(v.parts if isinstance(v, Flags) else (v,), text)
-                else:
-                    v = Commented(v, text)
+                v = _comment(v, m.group(1))
             elif c == "=" and s.startswith("=>", p):
                 self.pos = p + 2
                 self.skip()
@@ -434,11 +524,11 @@ class _Parser:
         return Symbol(name)
 
     def string(self) -> bytes:
-        m = _STRING.match(self.s, self.pos)
-        if m is None:
+        end = string_end(self.s, self.pos)
+        if end < 0:
             raise self.fail("unterminated string")
-        self.pos = m.end()
-        data = decode_string(m.group(1))
+        data = decode_string(self.s[self.pos + 1:end])
+        self.pos = end + 1
         if self.s.startswith("...", self.pos):
             self.pos += 3
             return TruncatedBytes(data)
@@ -479,17 +569,19 @@ class _Parser:
             dev = s[i + 1:j]
             i = j + 1
         self.pos = i + 1
+        deleted = s.startswith("(deleted)", self.pos)
+        if deleted:
+            self.pos += len("(deleted)")
         if "\\" in path and '"' not in path:
             path = decode_string(path).decode("utf-8", "surrogateescape")
-        if s.startswith("(deleted)", self.pos):  # an unlinked file (memfd:NAME, an unlinked path)
-            self.pos += len("(deleted)")
-            path += " (deleted)"
-        return Fd(fd, path, dev)
+        return Fd(fd, path, dev, deleted)
 
     def struct(self) -> Struct:
         out = Struct()
-        for i, item in enumerate(self.items("}", "struct")):
-            if isinstance(item, Named):
+        for i, item in enumerate(self.items("}", "struct", keyed=True)):
+            if type(item) is tuple:  # no value is a bare tuple: items() made it for a simple member
+                out[item[0]] = item[1]
+            elif isinstance(item, Named):
                 out[item.name] = item.value
             elif item is ...:
                 out.elided = True
@@ -498,12 +590,14 @@ class _Parser:
         return out
 
 
-def parse_args(text: str, pos: int) -> tuple[tuple[Any, ...], int]:
-    """The arguments of a call whose ``(`` ends just before ``pos``: the values and the offset just
-    past the matching ``)``. Raises :class:`ValueSyntaxError`."""
+def parse_args(text: str, pos: int) -> tuple[tuple[Any, ...], int, bool]:
+    """The arguments of a call whose ``(`` ends just before ``pos``: the values, the offset just
+    past the matching ``)``, and whether the list ended with ``<unfinished ...>)`` (strace's
+    ``print_event_exit``: the process died inside the call, the arguments it prints at exit are
+    missing). Raises :class:`ValueSyntaxError`."""
     p = _Parser(text, pos)
     args = p.args()
-    return args, p.pos
+    return args, p.pos, p.cut
 
 
 def parse_value(text: str, pos: int = 0) -> tuple[Any, int]:
@@ -517,16 +611,15 @@ _SIMPLE_CACHE: dict[str, Any] = {}
 _SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIMPLE_INT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
 _SIMPLE_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(?:0x[0-9a-fA-F]+|[0-9]+)(?:<<[A-Za-z_][A-Za-z0-9_]*)?")
-
-
-_SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>")
+_SIMPLE_FD = re.compile(r"(-?[0-9]+|AT_FDCWD)<([^<>]*)>(\(deleted\))?")
 _SIMPLE_ITEM = re.compile(
     r"(?:([A-Za-z_][A-Za-z0-9_]*)=)?"
     r"(-?(?:0x[0-9a-fA-F]+|[0-9]+)(?![<*])"
-    r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>"
+    r"|(?:-?[0-9]+|AT_FDCWD)<[^<>\[\]\"]*>(?:\(deleted\))?"
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\|(?:[A-Za-z_][A-Za-z0-9_]*|0x[0-9a-fA-F]+|[0-9]+))*(?![(<=])"
-    r'|"[^"\\]*(?:\\.[^"\\]*)*"(?!\.\.\.))'
-    r"(?=, |[\]})])")
+    r'|"(?>[^"\\]*(?:\\.[^"\\]*)*)"(?!\.\.\.))'  # atomic: a "..."... fails without backtracking'
+    r"(?: /\* ?(.*?) ?\*/)?"  # 0x7ffe... /* 20 vars */, st_atime=1795678277 /* 2026-... */
+    r"(, |(?=[\]})]))")
 
 
 def simple_value(text: str) -> Any:
@@ -544,10 +637,10 @@ def simple_value(text: str) -> Any:
         m = _SIMPLE_FD.fullmatch(text)
         if m is None:
             return None
-        fd, path = m.groups()
-        if "\\" in path:
+        fd, path, deleted = m.groups()
+        if "\\" in path and '"' not in path:  # as in _Parser.fd
             path = decode_string(path).decode("utf-8", "surrogateescape")
-        v = Fd(Symbol(fd) if fd == "AT_FDCWD" else int(fd), path)
+        v = Fd(Symbol(fd) if fd == "AT_FDCWD" else int(fd), path, None, deleted is not None)
     elif "|" in text or "<<" in text:
         parts: list[str | int | Shift] = []
         for part in text.split("|"):
@@ -563,7 +656,7 @@ def simple_value(text: str) -> Any:
         v = parts[0] if len(parts) == 1 else Flags(tuple(parts))
     else:
         return None
-    if len(_SIMPLE_CACHE) > 200_000:
+    if len(_SIMPLE_CACHE) > 50_000:  # a module-wide cache: keep it small
         _SIMPLE_CACHE.clear()
     _SIMPLE_CACHE[text] = v
     return v
