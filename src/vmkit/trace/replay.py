@@ -13,7 +13,7 @@ and its return value or errno compared with the kernel's.  A call that needs som
 does not say (a process whose start the trace does not show, an fd opened before the trace began,
 a file the model has no counterpart for, a call the model does not implement) is counted as
 *unverified* with the reason — never as agreement — and its effect is still applied (see
-:meth:`Replay._apply_kernel_result`) so the address spaces stay those of the real program.
+:meth:`Replay.apply_kernel_result`) so the address spaces stay those of the real program.
 After a disagreement the model is brought back to the kernel's result where that is possible
 (mmap and brk), so one difference does not hide the calls after it.
 """
@@ -21,14 +21,11 @@ After a disagreement the model is brought back to the kernel's result where that
 from __future__ import annotations
 
 import base64
-import errno as errno_module
 import json
 import os
 import resource
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from vmkit.errors import Fault, ProcessGone
@@ -36,7 +33,13 @@ from vmkit.sim.kernel import Kernel
 from vmkit.sim.process import SimProcess
 from vmkit.trace import arguments
 from vmkit.trace.images import interpreter
+from vmkit.trace.fd_calls import FD_CALLS
+from vmkit.trace.memory_calls import CALLS
+from vmkit.trace.report import Disagreement, Report
 from vmkit.trace.strace import Comment, Event, Exit, Syscall, TraceError
+from vmkit.trace.tasks import (
+    FdInfo, ReplayError, Space, Tid, Unverifiable, errno_name, matches, number, show, strings, text,
+)
 
 PAGE_SIZE = 4096
 MAP_FIXED = 0x10
@@ -65,86 +68,6 @@ NOT_MODELLED = frozenset({
     "syscall_0x1ce",  # mseal, unknown to strace 6.1
     "syscall_0x1c5",  # map_shadow_stack
 })
-
-
-class ReplayError(ValueError):
-    """The trace cannot be replayed as written (names the line)."""
-
-
-@dataclass
-class Disagreement:
-    line: int
-    pid: int
-    call: str
-    kernel: str
-    model: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "pid": self.pid, "call": self.call, "kernel": self.kernel,
-                "model": self.model}
-
-
-@dataclass
-class Report:
-    """What a replay found.  ``calls`` counts the calls compared, ``agree`` those that agreed."""
-
-    calls: int = 0
-    agree: int = 0
-    disagreements: list[Disagreement] = field(default_factory=list)
-    unverified: Counter[str] = field(default_factory=Counter)
-    per_syscall: dict[str, list[int]] = field(default_factory=dict)  # name -> [calls, agree]
-    other_calls: int = 0
-    processes: int = 0
-    threads: int = 0  # tasks beyond each process's first (clone with CLONE_THREAD)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    command: list[str] | None = None  # from the trace's ``# vmkit-command`` header
-
-    @property
-    def unverified_total(self) -> int:
-        return sum(self.unverified.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls, "agree": self.agree,
-            "disagreements": [d.as_dict() for d in self.disagreements],
-            "unverified": self.unverified_total,
-            "unverified_reasons": dict(self.unverified.most_common()),
-            "per_syscall": {name: {"calls": c, "agree": a} for name, (c, a) in sorted(self.per_syscall.items())},
-            "other_calls": self.other_calls, "processes": self.processes, "threads": self.threads, "notes": self.notes,
-            "seconds": round(self.seconds, 3), "command": self.command,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2)
-
-
-@dataclass
-class FdInfo:
-    """What an fd stands for: a path and open flags (None when the trace does not say)."""
-
-    path: str | None
-    flags: int | None
-    kind: str = "file"  # file, memfd, pidfd
-    target: int | None = None  # the traced pid of a pidfd
-    opened: Any = None  # the model's OpenFile, made once: dups share it like a struct file
-
-
-@dataclass
-class Space:
-    """An address space: the model process that holds it and the traced tids using it."""
-
-    model: SimProcess | None
-    why_unknown: str = ""
-    users: set[int] = field(default_factory=set)
-
-
-@dataclass
-class Tid:
-    tid: int
-    tgid: int
-    space: Space
-    fds: dict[int, FdInfo]
 
 
 class Header:
@@ -183,10 +106,6 @@ class Header:
 
 def _normal(path: str) -> str:
     return os.path.normpath(os.path.join("/", path))
-
-
-def _errno_name(code: int) -> str:
-    return errno_module.errorcode.get(code, str(code))
 
 
 class Replay:
@@ -321,13 +240,13 @@ class Replay:
             return  # a failed execve changes nothing; its errno depends on the file system
         args = call.args
         if call.name == "execveat":  # execveat(dirfd, path, argv, envp, flags)
-            base, name = arguments.fd_path(args[0]), _text(args[1], call)
+            base, name = arguments.fd_path(args[0]), text(args[1], call)
             path = name if name.startswith("/") else os.path.join(base or "/", name) if name else (base or "")
             args = args[1:]
         else:
-            path = _text(args[0], call)
-        argv = _strings(args[1], call)
-        envp = _strings(args[2], call)
+            path = text(args[0], call)
+        argv = strings(args[1], call)
+        envp = strings(args[2], call)
         if envp is None:
             envp = [b""] * arguments.comment_count(args[2])
             self._note("an execve's environment was abbreviated by strace (record with -v): "
@@ -352,7 +271,7 @@ class Replay:
                 if model is not old.model:
                     model.terminate()
             except OSError as error:
-                self._compare(call, -1, _errno_name(error.errno or 0))
+                self._compare(call, -1, errno_name(error.errno or 0))
                 new_space.why_unknown = f"execve of {path} failed in the model"
                 if model is not old.model:
                     model.terminate()
@@ -423,7 +342,7 @@ class Replay:
             if name in COMPARED:
                 self._unverified(call, "the call never returned in the trace")
             return
-        handler = _FILE_HANDLERS.get(name)
+        handler = FD_CALLS.get(name)
         if handler is not None:
             if call.result is not None and call.errno is None:
                 handler(self, tid, call)
@@ -449,8 +368,8 @@ class Replay:
             self._unverified(call, "interrupted by a signal")
             return
         try:
-            outcome = _CALLS[name](self, tid, model, call)
-        except _Unverifiable as why:
+            outcome = CALLS[name](self, tid, model, call)
+        except Unverifiable as why:
             self._unverified(call, str(why))
             return
         except NotImplementedError as error:
@@ -462,7 +381,7 @@ class Replay:
         if outcome is None:
             return
         value, err = outcome
-        if not _matches(call, value, err) and name == "mmap":
+        if not matches(call, value, err) and name == "mmap":
             value, err = self._reorder_concurrent(tid, model, call, value, err)
         if not self._compare(call, value, err):
             self._resync(tid, model, call, value, err)
@@ -473,24 +392,24 @@ class Replay:
         flight (started before it returned, returned after it): strace's order of completion is not
         necessarily the order the kernel took mmap_lock in.  Undo the mmap, run those calls first,
         and place again; if the kernel's result is reachable that way, it was that order."""
-        flags = _int(call.args[3], call)
+        flags = number(call.args[3], call)
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
             return value, err
         concurrent = []
         for later in range(self._index + 1, min(len(self._events), self._index + CONCURRENCY_WINDOW)):
             other = self._events[later]
             if (isinstance(other, Syscall) and other.start_lineno < call.lineno
-                    and later not in self._applied_early and other.name in _CALLS
+                    and later not in self._applied_early and other.name in CALLS
                     and other.pid in self.tids and self.tids[other.pid].space is tid.space):
                 concurrent.append(later)
         if not concurrent:
             return value, err
         if err is None:
-            model.munmap(value, _int(call.args[1], call))
+            model.munmap(value, number(call.args[1], call))
         for later in concurrent:
             self._applied_early.add(later)
             self._syscall(self._events[later])
-        outcome = _mmap(self, tid, model, call)
+        outcome = CALLS["mmap"](self, tid, model, call)
         return outcome if outcome is not None else (value, err)
 
     def _compare(self, call: Syscall, value: int, err: str | None) -> bool:
@@ -499,7 +418,7 @@ class Replay:
         self.report.calls += 1
         kernel_err = call.errno
         kernel_value = call.result if kernel_err is None else -1
-        if _matches(call, value, err):
+        if matches(call, value, err):
             counts[1] += 1
             self.report.agree += 1
             return True
@@ -507,7 +426,7 @@ class Replay:
             self._note("the kernel's first program break is not the exec layout's: was the trace recorded with ASLR on? "
                        "(vmkit record turns it off, as setarch -R does; the model places as with ASLR off)")
         self.report.disagreements.append(Disagreement(
-            call.lineno, call.pid, call.text, _show(kernel_value, kernel_err), _show(value, err)))
+            call.lineno, call.pid, call.text, show(kernel_value, kernel_err), show(value, err)))
         return False
 
     def _unverified(self, call: Syscall, why: str) -> None:
@@ -524,35 +443,35 @@ class Replay:
         call can do it: an mmap moves to the kernel's address, brk to the kernel's break."""
         try:
             if call.name == "mmap":
-                length = _int(call.args[1], call)
+                length = number(call.args[1], call)
                 if err is None:
                     model.munmap(value, length)
                 if call.errno is None and call.result is not None:
-                    self._apply_kernel_result(tid, model, call)
+                    self.apply_kernel_result(tid, model, call)
             elif call.name == "brk" and call.result is not None:
                 model.brk(call.result)
         except (OSError, Fault):
             self._note("the model could not be brought back to the kernel's state after a disagreement")
 
-    def _apply_kernel_result(self, tid: Tid, model: SimProcess, call: Syscall) -> None:
+    def apply_kernel_result(self, tid: Tid, model: SimProcess, call: Syscall) -> None:
         """Repeats a successful mmap at the kernel's address (MAP_FIXED), with the file when the
         model has it and as anonymous memory when not."""
-        addr, length, prot, flags = (_int(a, call) for a in call.args[:4])
+        addr, length, prot, flags = (number(a, call) for a in call.args[:4])
         fixed = (flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED
         try:
-            fd = self._model_fd(tid, model, call.args[4], call) if not flags & MAP_ANONYMOUS else -1
-        except _Unverifiable:
+            fd = self.model_fd(tid, model, call.args[4], call) if not flags & MAP_ANONYMOUS else -1
+        except Unverifiable:
             fd = -1
         if fd == -1:
             fixed |= MAP_ANONYMOUS
-        model.mmap(call.result, length, prot, fixed, fd, _int(call.args[5], call) if fd != -1 else 0)
+        model.mmap(call.result, length, prot, fixed, fd, number(call.args[5], call) if fd != -1 else 0)
 
     # --- files -------------------------------------------------------------------------------------
 
-    def _model_fd(self, tid: Tid, model: SimProcess, value: Any, call: Syscall) -> int:
+    def model_fd(self, tid: Tid, model: SimProcess, value: Any, call: Syscall) -> int:
         """Installs in the model process, at the same number, the open file the trace's fd stands
         for, and returns the number."""
-        fd = _int(value, call)
+        fd = number(value, call)
         if fd < 0:
             return fd
         info = tid.fds.get(fd)
@@ -569,7 +488,7 @@ class Replay:
         if info.kind == "pidfd":
             target = self.tids.get(info.target or -1)
             if target is None or target.space.model is None:
-                raise _Unverifiable("pidfd of a process the model does not have")
+                raise Unverifiable("pidfd of a process the model does not have")
             if info.opened is None:
                 from vmkit.sim.fs import OpenFile
 
@@ -585,13 +504,13 @@ class Replay:
         if info.kind == "memfd":
             return OpenFile(self.kernel.fs.memfd(info.path or "", 0), os.O_RDWR)
         if info.path is None:
-            raise _Unverifiable("an fd the trace never says the file of (record with -y)")
+            raise Unverifiable("an fd the trace never says the file of (record with -y)")
         if info.flags is None:
-            raise _Unverifiable("an fd opened before the trace began (its access mode is unknown)")
+            raise Unverifiable("an fd opened before the trace began (its access mode is unknown)")
         path = info.path.removesuffix(" (deleted)")
         if not path.startswith("/") or path.startswith(("/proc/", "/sys/", "/dev/")) and path not in (
                 "/dev/zero", "/dev/null") and not path.startswith("/dev/shm/"):
-            raise _Unverifiable(f"mapping of {info.path}, which the model has no counterpart for")
+            raise Unverifiable(f"mapping of {info.path}, which the model has no counterpart for")
         inode = self.kernel.fs.entries.get(path)
         if inode is None:
             size, dev, ino = self._stats.get(path, (0, None, None))
@@ -601,12 +520,12 @@ class Replay:
             self._files_made.add(path)
         return OpenFile(inode, info.flags)
 
-    def _open(self, tid: Tid, call: Syscall, path_arg: Any, flags_arg: Any) -> None:
+    def note_open(self, tid: Tid, call: Syscall, path_arg: Any, flags_arg: Any) -> None:
         fd = call.result or 0
-        path = arguments.result_path(call) or _text(path_arg, call)
+        path = arguments.result_path(call) or text(path_arg, call)
         tid.fds[fd] = FdInfo(path, arguments.open_flags(flags_arg))
 
-    def _stat(self, path: str | None, size: int, dev: tuple[int, int] | None = None,
+    def note_stat(self, path: str | None, size: int, dev: tuple[int, int] | None = None,
               ino: int | None = None) -> None:
         """What a stat line (or ftruncate) says of a file: the model's stand-in gets its size, and
         its device and inode for maps."""
@@ -618,315 +537,12 @@ class Replay:
             self.kernel.fs.entries[path].size = size
 
 
-class _Unverifiable(Exception):
-    """Raised by a call handler: the trace does not say enough to check this call."""
-
-
-def _matches(call: Syscall, value: int, err: str | None) -> bool:
-    """The model's outcome is the kernel's: the same errno, or the same value when both succeed."""
-    if err is None and call.errno is None:
-        return value == call.result
-    return err == call.errno
-
-
-def _show(value: int | None, err: str | None) -> str:
-    if err is not None:
-        return f"-1 {err}"
-    if value is None:
-        return "?"
-    return hex(value) if value > 4096 else str(value)
-
-
-def _int(value: Any, call: Syscall) -> int:
-    try:
-        return arguments.to_int(value)
-    except ValueError as error:
-        raise ReplayError(f"line {call.lineno}: {error}: {call.text}") from None
-
-
-def _text(value: Any, call: Syscall) -> str:
-    if isinstance(value, bytes):
-        return os.fsdecode(value)
-    raise ReplayError(f"line {call.lineno}: expected a string argument, got {value!r}: {call.text}")
-
-
-def _strings(value: Any, call: Syscall) -> list[bytes] | None:
-    if isinstance(value, list):
-        return [bytes(v) for v in value if isinstance(v, bytes)]
-    return None
-
-
 def _clone_flags(call: Syscall) -> int:
     if call.name == "fork":
         return 0
     if call.name == "vfork":
         return CLONE_VM | CLONE_VFORK
     return arguments.clone_flags(call)
-
-
-# --- the memory calls --------------------------------------------------------------------------------
-
-Outcome = tuple[int, str | None] | None
-
-
-def _run(fn: Callable[[], Any]) -> tuple[int, str | None]:
-    try:
-        result = fn()
-    except OSError as error:
-        return -1, _errno_name(error.errno or 0)
-    if isinstance(result, bytes):  # mincore's vector: not compared (residency needs the accesses)
-        return 0, None
-    return (0 if result is None else int(result)), None
-
-
-def _mmap(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-    addr, length, prot, flags = (_int(a, call) for a in call.args[:4])
-    offset = _int(call.args[5], call)
-    fd = -1
-    if not flags & MAP_ANONYMOUS:
-        try:
-            fd = r._model_fd(tid, model, call.args[4], call)
-        except _Unverifiable as why:
-            if call.errno is None and call.result is not None:
-                r._apply_kernel_result(tid, model, call)
-            raise why
-    else:
-        fd = _int(call.args[4], call)
-    return _run(lambda: model.mmap(addr, length, prot, flags, fd, offset))
-
-
-def _simple(method: str, count: int) -> Callable[[Replay, Tid, SimProcess, Syscall], Outcome]:
-    def run(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-        args = [_int(a, call) for a in call.args[:count]]
-        return _run(lambda: getattr(model, method)(*args))
-    return run
-
-
-def _pkey_mprotect(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-    addr, length, prot, pkey = (_int(a, call) for a in call.args[:4])
-    if pkey != -1:
-        if call.errno is None:
-            _run(lambda: model.mprotect(addr, length, prot))
-        raise _Unverifiable("protection keys are not modelled")
-    return _run(lambda: model.mprotect(addr, length, prot))
-
-
-def _mremap(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-    args = [_int(a, call) for a in call.args[:5]] if len(call.args) >= 5 else [
-        _int(a, call) for a in call.args[:4]] + [0]
-    return _run(lambda: model.mremap(args[0], args[1], args[2], args[3], args[4]))
-
-
-def _brk(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-    addr = _int(call.args[0], call)
-    return model.brk(addr), None
-
-
-def _iov(value: Any, call: Syscall) -> list[tuple[int, int]]:
-    iov = arguments.iovec(value)
-    if iov is None:
-        raise _Unverifiable("strace did not print the addresses of this iovec")
-    return iov
-
-
-def _process_vm(write: bool) -> Callable[[Replay, Tid, SimProcess, Syscall], Outcome]:
-    def run(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-        pid = _int(call.args[0], call)
-        target = r.tids.get(pid)
-        if target is None or target.space.model is None:
-            raise _Unverifiable("the target process is not in the trace")
-        remote = _iov(call.args[3], call)
-        total = sum(length for _, length in remote)
-        # The local buffers are the caller's; strace prints their contents, not their addresses,
-        # so the transfer is checked from a scratch model process with valid local memory.
-        scratch = r.kernel.spawn()
-        try:
-            local_len = max(PAGE_SIZE, -(-total // PAGE_SIZE) * PAGE_SIZE)
-            buf = scratch.mmap(None, local_len, 3, 0x22)
-            local = [(buf, total)] if total else []
-            target_pid = target.space.model.pid
-            method = scratch.process_vm_writev if write else scratch.process_vm_readv
-            return _run(lambda: method(target_pid, local, remote, _int(call.args[5], call)))
-        finally:
-            scratch.terminate()
-    return run
-
-
-def _process_madvise(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-    pidfd = r._model_fd(tid, model, call.args[0], call)
-    iov = _iov(call.args[1], call)
-    advice, flags = _int(call.args[3], call), _int(call.args[4], call)
-    return _run(lambda: model.process_madvise(pidfd, iov, advice, flags))
-
-
-def _process_mrelease(r: Replay, tid: Tid, model: SimProcess, call: Syscall) -> Outcome:
-    pidfd = r._model_fd(tid, model, call.args[0], call)
-    flags = _int(call.args[1], call)
-    return _run(lambda: model.process_mrelease(pidfd, flags))
-
-
-_CALLS: dict[str, Callable[[Replay, Tid, SimProcess, Syscall], Outcome]] = {
-    "mmap": _mmap,
-    "munmap": _simple("munmap", 2),
-    "mprotect": _simple("mprotect", 3),
-    "pkey_mprotect": _pkey_mprotect,
-    "mremap": _mremap,
-    "msync": _simple("msync", 3),
-    "mincore": _simple("mincore", 2),
-    "madvise": _simple("madvise", 3),
-    "mlock": _simple("mlock", 2),
-    "mlock2": _simple("mlock2", 3),
-    "munlock": _simple("munlock", 2),
-    "mlockall": _simple("mlockall", 1),
-    "munlockall": _simple("munlockall", 0),
-    "brk": _brk,
-    "process_vm_readv": _process_vm(False),
-    "process_vm_writev": _process_vm(True),
-    "process_madvise": _process_madvise,
-    "process_mrelease": _process_mrelease,
-}
-
-
-# --- the calls that say what fds are -------------------------------------------------------------------
-
-def _on_openat(r: Replay, tid: Tid, call: Syscall) -> None:
-    r._open(tid, call, call.args[1], call.args[2])
-
-
-def _on_open(r: Replay, tid: Tid, call: Syscall) -> None:
-    r._open(tid, call, call.args[0], call.args[1])
-
-
-def _on_creat(r: Replay, tid: Tid, call: Syscall) -> None:
-    fd = call.result or 0
-    tid.fds[fd] = FdInfo(arguments.result_path(call) or _text(call.args[0], call),
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-
-
-def _on_openat2(r: Replay, tid: Tid, call: Syscall) -> None:
-    how = call.args[2]
-    flags = how.get("flags") if isinstance(how, dict) else None
-    r._open(tid, call, call.args[1], flags)
-
-
-def _on_close(r: Replay, tid: Tid, call: Syscall) -> None:
-    tid.fds.pop(_int(call.args[0], call), None)
-
-
-def _on_close_range(r: Replay, tid: Tid, call: Syscall) -> None:
-    first, last = _int(call.args[0], call), _int(call.args[1], call)
-    flags = _int(call.args[2], call) if len(call.args) > 2 else 0
-    for fd in [fd for fd in tid.fds if first <= fd <= last]:
-        if flags & 4:  # CLOSE_RANGE_CLOEXEC
-            info = tid.fds[fd]
-            tid.fds[fd] = FdInfo(info.path, None if info.flags is None else info.flags | O_CLOEXEC,
-                                 info.kind, info.target, info.opened)
-        else:
-            del tid.fds[fd]
-
-
-def _dup_to(tid: Tid, old: int, new: int, cloexec: bool) -> None:
-    info = tid.fds.get(old)
-    if info is None:
-        tid.fds.pop(new, None)
-        return
-    flags = None if info.flags is None else (info.flags & ~O_CLOEXEC) | (O_CLOEXEC if cloexec else 0)
-    tid.fds[new] = FdInfo(info.path, flags, info.kind, info.target, info.opened)
-
-
-def _on_dup(r: Replay, tid: Tid, call: Syscall) -> None:
-    _dup_to(tid, _int(call.args[0], call), call.result or 0, False)
-
-
-def _on_dup2(r: Replay, tid: Tid, call: Syscall) -> None:
-    _dup_to(tid, _int(call.args[0], call), _int(call.args[1], call), False)
-
-
-def _on_dup3(r: Replay, tid: Tid, call: Syscall) -> None:
-    flags = _int(call.args[2], call) if len(call.args) > 2 else 0
-    _dup_to(tid, _int(call.args[0], call), call.result or 0, bool(flags & O_CLOEXEC))
-
-
-def _on_fcntl(r: Replay, tid: Tid, call: Syscall) -> None:
-    fd, command = _int(call.args[0], call), arguments.symbol_name(call.args[1])
-    if command in ("F_DUPFD", "F_DUPFD_CLOEXEC"):
-        _dup_to(tid, fd, call.result or 0, command == "F_DUPFD_CLOEXEC")
-    elif command == "F_SETFD" and fd in tid.fds:
-        info = tid.fds[fd]
-        if info.flags is not None:
-            cloexec = _int(call.args[2], call) & 1
-            info.flags = (info.flags & ~O_CLOEXEC) | (O_CLOEXEC if cloexec else 0)
-
-
-def _on_memfd_create(r: Replay, tid: Tid, call: Syscall) -> None:
-    name = os.fsdecode(call.args[0]) if isinstance(call.args[0], bytes) else ""
-    flags = _int(call.args[1], call)
-    tid.fds[call.result or 0] = FdInfo(name, os.O_RDWR | (O_CLOEXEC if flags & 1 else 0), "memfd")
-
-
-def _on_pidfd_open(r: Replay, tid: Tid, call: Syscall) -> None:
-    tid.fds[call.result or 0] = FdInfo(None, O_CLOEXEC, "pidfd", _int(call.args[0], call))
-
-
-def _on_stat(r: Replay, tid: Tid, call: Syscall) -> None:
-    """fstat/newfstatat/statx print st_size, st_dev and st_ino: the model's file gets them."""
-    for arg in call.args:
-        facts = arguments.stat_facts(arg)
-        if facts is None:
-            continue
-        base = arguments.fd_path(call.args[0])
-        name = call.args[1] if call.name != "fstat" and len(call.args) > 1 else b""
-        if isinstance(name, bytes) and name:
-            name_text = os.fsdecode(name)
-            path = name_text if name_text.startswith("/") or base is None else os.path.join(base, name_text)
-        else:
-            path = base
-        r._stat(path and os.path.normpath(path), *facts)
-        return
-
-
-def _on_ftruncate(r: Replay, tid: Tid, call: Syscall) -> None:
-    r._stat(arguments.fd_path(call.args[0]), _int(call.args[1], call))
-
-
-def _on_prlimit64(r: Replay, tid: Tid, call: Syscall) -> None:
-    pid, resource_name = _int(call.args[0], call), arguments.symbol_name(call.args[1])
-    limits = arguments.rlimit(call.args[2])
-    if limits is None:
-        return
-    target = tid if pid in (0, tid.tid) else r.tids.get(pid)
-    _set_rlimit(target, resource_name, limits)
-
-
-def _on_setrlimit(r: Replay, tid: Tid, call: Syscall) -> None:
-    limits = arguments.rlimit(call.args[1])
-    if limits is not None:
-        _set_rlimit(tid, arguments.symbol_name(call.args[0]), limits)
-
-
-def _set_rlimit(tid: Tid | None, name: str | None, limits: tuple[int, int]) -> None:
-    if tid is None or tid.space.model is None or not name or not hasattr(resource, name):
-        return
-    try:
-        tid.space.model.setrlimit(getattr(resource, name), limits)
-    except (OSError, NotImplementedError):
-        pass  # the kernel said 0; a limit the model keeps no record of changes no memory rule
-
-
-def _on_setresuid(r: Replay, tid: Tid, call: Syscall) -> None:
-    if tid.space.model is not None:
-        ids = [_int(a, call) for a in call.args[:3]]
-        tid.space.model.setresuid(*ids)
-
-
-_FILE_HANDLERS: dict[str, Callable[[Replay, Tid, Syscall], None]] = {
-    "openat": _on_openat, "open": _on_open, "creat": _on_creat, "openat2": _on_openat2,
-    "close": _on_close, "close_range": _on_close_range, "dup": _on_dup, "dup2": _on_dup2,
-    "dup3": _on_dup3, "fcntl": _on_fcntl, "memfd_create": _on_memfd_create,
-    "pidfd_open": _on_pidfd_open, "fstat": _on_stat, "newfstatat": _on_stat, "statx": _on_stat,
-    "ftruncate": _on_ftruncate, "prlimit64": _on_prlimit64, "setrlimit": _on_setrlimit,
-    "setresuid": _on_setresuid,
-}
 
 
 # --- entry points -----------------------------------------------------------------------------------

@@ -1,13 +1,64 @@
-"""The human summary ``vmkit replay`` prints (``--json`` prints :meth:`Report.to_json` instead)."""
+"""What a replay found (:class:`Report`) and the human summary ``vmkit replay`` prints (``--json``
+prints :meth:`Report.to_json` instead)."""
 
 from __future__ import annotations
 
+import json
 import shlex
-from typing import TextIO
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
-from vmkit.trace.replay import Report
 
 SHOWN_DISAGREEMENTS = 20
+
+
+@dataclass
+class Disagreement:
+    line: int
+    pid: int
+    call: str
+    kernel: str
+    model: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "pid": self.pid, "call": self.call, "kernel": self.kernel,
+                "model": self.model}
+
+
+@dataclass
+class Report:
+    """What a replay found.  ``calls`` counts the calls compared, ``agree`` those that agreed."""
+
+    calls: int = 0
+    agree: int = 0
+    disagreements: list[Disagreement] = field(default_factory=list)
+    unverified: Counter[str] = field(default_factory=Counter)
+    per_syscall: dict[str, list[int]] = field(default_factory=dict)  # name -> [calls, agree]
+    other_calls: int = 0
+    processes: int = 0
+    threads: int = 0  # tasks beyond each process's first (clone with CLONE_THREAD)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    command: list[str] | None = None  # from the trace's ``# vmkit-command`` header
+
+    @property
+    def unverified_total(self) -> int:
+        return sum(self.unverified.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls, "agree": self.agree,
+            "disagreements": [d.as_dict() for d in self.disagreements],
+            "unverified": self.unverified_total,
+            "unverified_reasons": dict(self.unverified.most_common()),
+            "per_syscall": {name: {"calls": c, "agree": a} for name, (c, a) in sorted(self.per_syscall.items())},
+            "other_calls": self.other_calls, "processes": self.processes, "threads": self.threads, "notes": self.notes,
+            "seconds": round(self.seconds, 3), "command": self.command,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
 
 
 def summary(report: Report, path: str, out: TextIO, *, show_all: bool = False) -> None:
