@@ -248,3 +248,17 @@ def test_anonymous_hugetlb_file_is_writable_by_all_so_mincore_shows_real_state(p
     child = proc.fork()
     child.drop_privileges()
     assert child.mincore(a, 16 * vmkit.PAGE_SIZE) == bytes(16)
+
+
+def test_private_dev_zero_mappings_are_placed_for_huge_pages(proc: Process) -> None:
+    """/dev/zero's get_unmapped_area_zero (drivers/char/mem.c): a MAP_PRIVATE mapping goes through
+    thp_get_unmapped_area with the file offset, so a 4 MiB one lands 2 MiB-aligned (plus the
+    offset's misalignment); MAP_SHARED uses shmem's, which does not align here (shmem_huge never)."""
+    fd = proc.open("/dev/zero", os.O_RDWR)
+    rw = vmkit.PROT_READ | vmkit.PROT_WRITE
+    private = proc.mmap(None, 4 << 20, rw, vmkit.MAP_PRIVATE, fd, 0)
+    assert private % (2 << 20) == 0
+    shifted = proc.mmap(None, 4 << 20, rw, vmkit.MAP_PRIVATE, fd, 0x1000)
+    assert shifted % (2 << 20) == 0x1000
+    shared = proc.mmap(None, 4 << 20, rw, vmkit.MAP_SHARED, fd, 0)
+    assert shared == shifted - (4 << 20)

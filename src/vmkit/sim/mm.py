@@ -225,7 +225,8 @@ class MemoryManager:
         """``thp_get_unmapped_area_vmflags``: pad by 2 MiB and align (mm/huge_memory.c)."""
         off_end = off + length
         off_align = (off + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-        if not (off_end <= off_align or off_end - off_align < PMD_SIZE):
+        wraps = off + length + PMD_SIZE >= 1 << 64  # loff_t overflow: (off + len_pad) < off
+        if not (off_end <= off_align or off_end - off_align < PMD_SIZE or wraps):
             try:
                 ret = self.mm_get_unmapped_area(addr, length + PMD_SIZE, flags)
             except OSError:
@@ -260,7 +261,10 @@ class MemoryManager:
             raise os_error(errno.ENOMEM)
         if huge_size:
             result = self.hugetlb_get_unmapped_area(addr, length, flags, huge_size)
-        elif file is not None and file.inode.mount.name == "ext4" and file.inode.kind == "reg":
+        elif file is not None and (file.inode.mount.name == "ext4" and file.inode.kind == "reg" or
+                                   file.inode.kind == "zero" and not flags & abi.MAP_SHARED):
+            # ext4's thp_get_unmapped_area; /dev/zero's get_unmapped_area_zero sends MAP_PRIVATE there
+            # (drivers/char/mem.c) and MAP_SHARED to shmem's, which does not align (shmem_huge never).
             result = self.thp_get_unmapped_area(addr, length, pgoff << 12, flags)
         elif file is None and not flags & abi.MAP_SHARED and not addr and length % PMD_SIZE == 0:
             result = self.thp_get_unmapped_area(addr, length, 0, flags)
