@@ -231,3 +231,13 @@ def test_model_maps_after_replay_equal_what_the_program_read_of_its_own(tmp_path
     assert cli(["maps", str(trace), "--pid", str(pid), "--line", str(read_at)]) == 0
     printed = capsys.readouterr().out.split("\n", 1)[1]
     assert printed == shown.read_text()
+
+
+@pytest.mark.parametrize("header", ['# vmkit-rlimits: "x"', '# vmkit-rlimits: {"NOPE": [1, 2]}',
+                                    '# vmkit-image: {"path": "/bin/x"}', "# vmkit-trace: {"])
+def test_cli_replay_names_the_line_of_a_bad_header(header: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "header.trace"
+    bad.write_text(f"# vmkit-trace: 1\n{header}\n")
+    assert cli(["replay", str(bad)]) == 2
+    assert f"{bad}:2: bad " in capsys.readouterr().err

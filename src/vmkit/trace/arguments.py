@@ -91,7 +91,7 @@ def fd_path(value: Any) -> str | None:
 
 def result_path(call: Any) -> str | None:
     """The path strace's ``-y`` printed with an fd result (``= 3</etc/passwd>``), else None."""
-    note = call.result_note
+    note: str | None = call.result_note
     if note and note.startswith("<"):
         end = note.rfind(">")
         path = note[1:end]

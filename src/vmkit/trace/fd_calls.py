@@ -106,6 +106,7 @@ def _on_stat(r: Replay, tid: Tid, call: Syscall) -> None:
             continue
         base = arguments.fd_path(call.args[0])
         name = call.args[1] if call.name != "fstat" and len(call.args) > 1 else b""
+        path: str | None
         if isinstance(name, bytes) and name:
             name_text = os.fsdecode(name)
             path = name_text if name_text.startswith("/") or base is None else os.path.join(base, name_text)

@@ -86,22 +86,29 @@ class Header:
         if not text.startswith("vmkit-"):
             return
         key, _, value = text.partition(":")
+        where = f"{path or '<trace>'}:{comment.lineno}"
         try:
-            data = json.loads(value) if key != "vmkit-kernel" else value.strip()
-        except json.JSONDecodeError as error:
-            raise ReplayError(f"{path or '<trace>'}:{comment.lineno}: bad {key} header: {error}") from None
-        if key == "vmkit-trace":
-            self.version = int(data)
-        elif key == "vmkit-command":
-            self.command = list(data)
-        elif key == "vmkit-kernel":
-            self.kernel = data
-        elif key == "vmkit-rlimits":
-            self.rlimits = dict(data)
-        elif key == "vmkit-cred":
-            self.cred = dict(data)
-        elif key == "vmkit-image":
-            self.images[_normal(data["path"])] = data
+            data: Any = json.loads(value) if key != "vmkit-kernel" else value.strip()
+            if key == "vmkit-trace":
+                self.version = int(data)
+            elif key == "vmkit-command":
+                self.command = [str(word) for word in data]
+            elif key == "vmkit-kernel":
+                self.kernel = str(data)
+            elif key == "vmkit-rlimits":
+                self.rlimits = {str(name): [int(soft), int(hard)] for name, (soft, hard) in data.items()}
+                unknown = [name for name in self.rlimits if not hasattr(resource, f"RLIMIT_{name}")]
+                if unknown:
+                    raise ValueError(f"unknown resource {unknown[0]}")
+            elif key == "vmkit-cred":
+                self.cred = {str(name): int(number) for name, number in data.items()}
+            elif key == "vmkit-image":
+                for field_name in ("path", "size", "dev", "ino", "mode", "head"):
+                    if field_name not in data:
+                        raise ValueError(f"no {field_name!r}")
+                self.images[_normal(str(data["path"]))] = dict(data)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ReplayError(f"{where}: bad {key} header: {error}") from None
 
 
 def _normal(path: str) -> str:
@@ -291,7 +298,7 @@ class Replay:
         the trace's first exec a new process with the trace's limits and credentials."""
         if old.model is not None:
             return old.model if not old.users else old.model.fork()
-        process = self.kernel.spawn()
+        process: SimProcess = self.kernel.spawn()
         for name, (soft, hard) in self.header.rlimits.items():
             process.setrlimit(getattr(resource, f"RLIMIT_{name}"), (soft, hard))
         uid, gid = self.header.cred.get("uid", 0), self.header.cred.get("gid", 0)
@@ -408,7 +415,7 @@ class Replay:
             model.munmap(value, number(call.args[1], call))
         for later in concurrent:
             self._applied_early.add(later)
-            self._syscall(self._events[later])
+            self._syscall(self._events[later])  # type: ignore[arg-type]  # chosen as Syscalls above
         outcome = CALLS["mmap"](self, tid, model, call)
         return outcome if outcome is not None else (value, err)
 
