@@ -262,3 +262,20 @@ def test_private_dev_zero_mappings_are_placed_for_huge_pages(proc: Process) -> N
     assert shifted % (2 << 20) == 0x1000
     shared = proc.mmap(None, 4 << 20, rw, vmkit.MAP_SHARED, fd, 0)
     assert shared == shifted - (4 << 20)
+
+
+def test_hugetlb_placement_is_the_ordinary_search_with_huge_alignment(proc: Process) -> None:
+    """6.18's hugetlb_get_unmapped_area rounds the length to whole huge pages and then runs the
+    ordinary x86 search with the huge page size as alignment, so MAP_32BIT's 1 GiB window cannot
+    hold a 1 GiB-aligned 1 GiB mapping (ENOMEM, before hugetlbfs_file_mmap's offset check), while a
+    2 MiB one fits and then fails that check (EINVAL)."""
+    mfd_hugetlb, mfd_huge_shift = 0x4, 26
+    giant = proc.memfd_create("g", mfd_hugetlb | (30 << mfd_huge_shift))
+    huge = proc.memfd_create("h", mfd_hugetlb | (21 << mfd_huge_shift))
+    shared_32bit = vmkit.MAP_SHARED | vmkit.MAP_32BIT
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 0x2000, vmkit.PROT_READ, shared_32bit, giant, 0x8000)
+    assert e.value.errno == errno.ENOMEM
+    with pytest.raises(OSError) as e:
+        proc.mmap(None, 0x2000, vmkit.PROT_READ, shared_32bit, huge, 0x8000)
+    assert e.value.errno == errno.EINVAL

@@ -180,8 +180,9 @@ class MemoryManager:
         vma = self.find_vma(addr)
         return vma is None or addr + length <= self.vm_start_gap(vma)
 
-    def arch_get_unmapped_area(self, addr: int, length: int, flags: int) -> int:
-        """x86 ``arch_get_unmapped_area`` (bottom-up; MAP_32BIT's window)."""
+    def arch_get_unmapped_area(self, addr: int, length: int, flags: int, align_mask: int = 0) -> int:
+        """x86 ``arch_get_unmapped_area`` (bottom-up; MAP_32BIT's window); ``align_mask`` is
+        ``get_align_mask`` of a hugetlbfs file (its huge page size - 1)."""
         if flags & abi.MAP_FIXED:
             return addr
         if flags & abi.MAP_32BIT:
@@ -194,9 +195,9 @@ class MemoryManager:
             addr = (addr + PAGE_SIZE - 1) & PAGE_MASK
             if end - length >= addr and self._hint_fits(addr, length):
                 return addr
-        return self.unmapped_area(length, begin, end)
+        return self.unmapped_area(length, begin, end, align_mask=align_mask)
 
-    def arch_get_unmapped_area_topdown(self, addr: int, length: int, flags: int) -> int:
+    def arch_get_unmapped_area_topdown(self, addr: int, length: int, flags: int, align_mask: int = 0) -> int:
         """x86 ``arch_get_unmapped_area_topdown``: MAP_FIXED as given, a fitting hint, the highest
         gap below mmap_base, else bottom-up."""
         if length > DEFAULT_MAP_WINDOW:
@@ -205,21 +206,21 @@ class MemoryManager:
             return addr
         addr0 = addr
         if flags & abi.MAP_32BIT:
-            return self.arch_get_unmapped_area(addr0, length, flags)
+            return self.arch_get_unmapped_area(addr0, length, flags, align_mask)
         if addr:
             addr &= PAGE_MASK
             if DEFAULT_MAP_WINDOW - length >= addr and self._hint_fits(addr, length):
                 return addr
         low = 1 << 32 if flags & abi.MAP_ABOVE4G else PAGE_SIZE
         try:
-            return self.unmapped_area_topdown(length, low, self.mmap_base)
+            return self.unmapped_area_topdown(length, low, self.mmap_base, align_mask=align_mask)
         except OSError:
-            return self.arch_get_unmapped_area(addr0, length, flags)
+            return self.arch_get_unmapped_area(addr0, length, flags, align_mask)
 
-    def mm_get_unmapped_area(self, addr: int, length: int, flags: int) -> int:
+    def mm_get_unmapped_area(self, addr: int, length: int, flags: int, align_mask: int = 0) -> int:
         if self.topdown:
-            return self.arch_get_unmapped_area_topdown(addr, length, flags)
-        return self.arch_get_unmapped_area(addr, length, flags)
+            return self.arch_get_unmapped_area_topdown(addr, length, flags, align_mask)
+        return self.arch_get_unmapped_area(addr, length, flags, align_mask)
 
     def thp_get_unmapped_area(self, addr: int, length: int, off: int, flags: int) -> int:
         """``thp_get_unmapped_area_vmflags``: pad by 2 MiB and align (mm/huge_memory.c)."""
@@ -241,18 +242,16 @@ class MemoryManager:
         return self.mm_get_unmapped_area(addr, length, flags)
 
     def hugetlb_get_unmapped_area(self, addr: int, length: int, flags: int, size: int) -> int:
-        """``hugetlb_get_unmapped_area``: huge-page-aligned, top-down; MAP_FIXED must be aligned."""
+        """``hugetlb_get_unmapped_area`` of 6.18 (fs/hugetlbfs/inode.c): whole huge pages, an aligned
+        MAP_FIXED address, a hint rounded up to the huge page size, then the ordinary x86 search
+        (``mm_get_unmapped_area_vmflags``: MAP_32BIT's window, MAP_ABOVE4G, bottom-up fallback) with
+        ``get_align_mask`` = the huge page size."""
         if length & (size - 1):
             raise os_error(errno.EINVAL)
-        if flags & abi.MAP_FIXED:
-            if addr & (size - 1):
-                raise os_error(errno.EINVAL)
-            return addr
-        if addr:
-            addr = (addr + size - 1) & ~(size - 1)
-            if DEFAULT_MAP_WINDOW - length >= addr and self._hint_fits(addr, length):
-                return addr
-        return self.unmapped_area_topdown(length, PAGE_SIZE, self.mmap_base, align_mask=size - 1)
+        if flags & abi.MAP_FIXED and addr & (size - 1):
+            raise os_error(errno.EINVAL)
+        addr0 = (addr + size - 1) & ~(size - 1) & ((1 << 64) - 1) if addr else 0
+        return self.mm_get_unmapped_area(addr0, length, flags, align_mask=size - 1)
 
     def get_unmapped_area(self, file: OpenFile | None, addr: int, length: int, pgoff: int,
                           flags: int, huge_size: int = 0) -> int:
