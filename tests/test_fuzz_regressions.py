@@ -279,3 +279,21 @@ def test_hugetlb_placement_is_the_ordinary_search_with_huge_alignment(proc: Proc
     with pytest.raises(OSError) as e:
         proc.mmap(None, 0x2000, vmkit.PROT_READ, shared_32bit, huge, 0x8000)
     assert e.value.errno == errno.EINVAL
+
+
+def test_a_refused_stack_growth_still_gives_the_vma_an_anon_vma(proc: Process) -> None:
+    """expand_downwards (mm/mmap.c) calls anon_vma_prepare before acct_stack_growth refuses a
+    growth: after a fault far below a read-faulted GROWSDOWN mapping (SIGSEGV: beyond RLIMIT_STACK),
+    the mapping has an anon_vma, so fork copies its page table (vma_needs_copy) and the child sees
+    the page resident; before the fault the child's table starts empty."""
+    flags = vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_GROWSDOWN
+    stack = proc.mmap(None, 4096, vmkit.PROT_READ, flags)
+    proc.read(stack, 1)  # the zero page
+    child = proc.fork()
+    assert child.mincore(stack, 4096) == b"\x00"
+    child.kill(9)
+    child.wait()
+    with pytest.raises(vmkit.SegmentationFault):
+        proc.read(stack - (64 << 20), 1)
+    child = proc.fork()
+    assert child.mincore(stack, 4096) == b"\x01"

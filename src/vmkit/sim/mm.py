@@ -769,7 +769,9 @@ class MemoryManager:
 
     def expand_stack(self, vma: Vma, addr: int) -> bool:
         """``expand_downwards``: grow a GROWSDOWN VMA down to ``addr``'s page, keeping the guard gap
-        from an accessible previous VMA and the stack rlimit."""
+        from an accessible previous VMA and the stack rlimit.  Past the guard-gap check the VMA gets
+        its anon_vma (``anon_vma_prepare``) before ``acct_stack_growth`` decides, so even a refused
+        growth leaves it with one (fork then copies its page table: ``vma_needs_copy``)."""
         address = addr & PAGE_MASK
         if address < self.kernel.min_addr:
             return False
@@ -779,6 +781,7 @@ class MemoryManager:
         if prev is not None and prev is not vma and prev.flags & (VM_READ | VM_WRITE | VM_EXEC):
             if address - prev.end < self.kernel.stack_guard_gap:
                 return False
+        self.anon_vma_prepare(vma)
         grow = (vma.start - address) >> 12
         size = vma.end - address
         task = self.task
