@@ -311,6 +311,39 @@ class TestReadahead:
         read_page(proc, addr, 1030)
         assert rss(proc, addr) == 16 + 15
 
+    def test_a_fault_on_the_mark_reads_the_next_window_ahead(self, proc: Process,
+                                                             file_path: str) -> None:
+        """Read-around [0, 2048) marks page 1536; fault-around skips it; a fault on it starts
+        asynchronous readahead of the next window (page_cache_async_ra), then maps its window."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 100)
+        read_page(proc, addr, 1540)
+        assert rss(proc, addr) == 16 + 15
+        assert cached(proc, addr, 3000) == list(range(2048))
+        read_page(proc, addr, 1536)
+        assert rss(proc, addr) == 32
+        assert cached(proc, addr, 3000) == list(range(3000))
+
+    def test_sequential_windows_move_on_with_larger_folios(self, proc: Process,
+                                                           file_path: str) -> None:
+        """MADV_SEQUENTIAL: each fault on a mark reads the next 2048 pages, in folios 4 times
+        larger each step (order 0, then 2, then 4): a window that cuts a folio of the second
+        step maps it whole."""
+        fd = sparse(proc, file_path, 6000)
+        addr = proc.mmap(ARENA, 6000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr, 6000 * PAGE, vmkit.MADV_SEQUENTIAL)
+        read_page(proc, addr, 0)
+        assert cached(proc, addr, 6000) == list(range(2048))
+        read_page(proc, addr, 1024)
+        assert cached(proc, addr, 6000) == list(range(4096))
+        view = proc.mmap(ARENA + 2 * PMD + 2 * PAGE, 64 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd,
+                         2048 * PAGE)
+        read_page(proc, view, 20)  # window: file pages 2062..2077, in folios 2060..2079
+        assert rss(proc, view) == 20
+        read_page(proc, addr, 2048)
+        assert cached(proc, addr, 6000) == list(range(6000))
+
     def test_write_faults_read_ahead_too(self, proc: Process, file_path: str) -> None:
         """A shared write fault on an uncached page reads around as a read fault does, then maps
         only its page."""
