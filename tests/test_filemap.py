@@ -362,6 +362,66 @@ class TestReadahead:
         assert rss(proc, addr) == 1
 
 
+class TestReadReadahead:
+    """read(2) reads ahead too (mm/filemap.c filemap_get_pages, mm/readahead.c page_cache_sync_ra,
+    page_cache_async_ra); the Process pread issues the native backend's pread(2) calls."""
+
+    def test_reads_of_a_tmpfs_hole_allocate_nothing(self, proc: Process, shm_path: str) -> None:
+        """shmem_file_read_iter reads a hole as zeros without adding a page (SGP_READ)."""
+        fd = sparse(proc, shm_path, 40)
+        assert proc.pread(fd, 10, 5 * PAGE) == bytes(10)
+        addr = proc.mmap(ARENA, 40 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        assert cached(proc, addr, 40) == []
+
+    def test_windows_ramp_up_and_align(self, proc: Process, file_path: str) -> None:
+        """A read at page 0 opens a 4-page window marked at page 1; each read of the mark moves
+        the window on, 4 times larger (then 2 times), its end aligned down to the new folio order:
+        [0, 4), [4, 20), [20, 80), [80, 320)."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        seen = []
+        for page in (0, 1, 4, 20):
+            proc.pread(fd, 1, page * PAGE)
+            seen.append(len(cached(proc, addr, 3000)))
+        assert seen == [4, 20, 80, 320]
+        assert cached(proc, addr, 3000) == list(range(320))
+
+    def test_a_small_random_read_reads_only_itself(self, proc: Process, file_path: str) -> None:
+        """Away from page 0 and from the previous read, a small read is standalone; the read
+        right after it opens a window (index - prev_index <= 1)."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.pread(fd, 10, 100 * PAGE)
+        assert cached(proc, addr, 3000) == [100]
+        proc.pread(fd, 10, 101 * PAGE)
+        assert cached(proc, addr, 3000) == list(range(100, 105))
+        proc.pread(fd, 40 * PAGE, 1000 * PAGE)
+        assert cached(proc, addr, 3000) == list(range(100, 105)) + list(range(1000, 1040))
+
+    @pytest.mark.parametrize(("pages", "expected"), [(40, 256), (300, 1536)])
+    def test_a_large_first_read(self, proc: Process, file_path: str, pages: int,
+                                expected: int) -> None:
+        """A read of 40 pages at 0 opens a 256-page window (get_init_ra_size); 300 pages are two
+        pread(2) calls (255 + 45 pages), the second reaching the first window's mark."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        assert len(proc.pread(fd, pages * PAGE, 0)) == pages * PAGE
+        assert cached(proc, addr, 3000) == list(range(expected))
+
+    def test_a_sequential_fault_after_a_read_opens_a_window(self, proc: Process,
+                                                           file_path: str) -> None:
+        """f_ra.prev_pos is shared with mmap: a MADV_SEQUENTIAL fault on the page after the last
+        read opens a window with PG_readahead half-way (page 1124), which fault-around skips."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr, 3000 * PAGE, vmkit.MADV_SEQUENTIAL)
+        proc.pread(fd, PAGE, 99 * PAGE)
+        read_page(proc, addr, 100)
+        assert cached(proc, addr, 3000) == list(range(99, 2148))
+        read_page(proc, addr, 1130)
+        assert rss(proc, addr) == 13 + 15  # pages 99..111, then 1120..1135 but 1124
+
+
 class TestPageCacheDirt:
     @pytest.mark.parametrize("fs", ["ext4", "tmpfs"])
     def test_pages_written_with_pwrite_are_dirty_when_mapped(self, proc: Process, file_path: str,

@@ -37,6 +37,7 @@ Rules:
   is on its first folio; the fault is then retried.  Each hit in ``filemap_fault`` repays one
   ``mmap_miss``.
 * tmpfs and shmem have no readahead (``shmem_fault`` allocates the faulting page only).
+* read(2) reads ahead by the same window state (:func:`vmkit.sim.readahead.filemap_read`).
 * ``finish_fault`` maps the whole large folio of the faulting page when it lies inside the VMA and
   one page table, does not extend past the page holding EOF, and none of its entries is used;
   else just the faulting page.  A private write fault maps a private copy of the page only.

@@ -286,6 +286,8 @@ class OpenFile:
     ra_size: int = 0
     ra_async: int = 0
     ra_order: int = 0
+    #: ``f_ra.prev_pos``: the byte after the last read(2), -1 before any.
+    ra_prev_pos: int = -1
 
     @property
     def readable(self) -> bool:

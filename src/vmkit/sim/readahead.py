@@ -3,15 +3,23 @@
 ``page_cache_ra_unbounded`` (order-0 folios, :meth:`Inode.readahead`), ``do_page_cache_ra``,
 ``page_cache_ra_order``, ``page_cache_sync_ra``, ``page_cache_async_ra``, ``get_init_ra_size``,
 ``get_next_ra_size``.  The window state is the struct file's ``f_ra`` (``OpenFile.ra_*``).  Only the
-mmap fault callers are modelled (mm/filemap.c ``do_sync_mmap_readahead``,
-``do_async_mmap_readahead``); read(2) does no readahead in the model.
+callers are mmap faults (mm/filemap.c ``do_sync_mmap_readahead``, ``do_async_mmap_readahead``)
+and read(2) (``filemap_read``, ``filemap_get_pages``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vmkit.flags import PAGE_SIZE
+from vmkit.sim.frames import pool
 from vmkit.sim.fs import MAX_PAGECACHE_ORDER
+
+MASK64 = (1 << 64) - 1
+#: ``bdi->io_pages`` of our disk: ``max_sectors_kb`` (4096) in pages.
+IO_PAGES = 1024
+#: ``FOLIO_BATCH_SIZE``: the folios one ``filemap_get_read_batch`` takes.
+FOLIO_BATCH_SIZE = 31
 
 if TYPE_CHECKING:
     from vmkit.sim.fs import Inode, OpenFile
@@ -80,20 +88,54 @@ def page_cache_ra_order(inode: Inode, file: OpenFile) -> None:
         index += nr
 
 
+def ractl_max_pages(req_count: int, ra_pages: int) -> int:
+    """``ractl_max_pages``: a request larger than the window may go up to the device's optimal
+    I/O size (``io_pages``)."""
+    if req_count > ra_pages and IO_PAGES > ra_pages:
+        return min(req_count, IO_PAGES)
+    return ra_pages
+
+
+def page_cache_prev_miss(inode: Inode, index: int, max_scan: int) -> int:
+    """``page_cache_prev_miss``: the highest uncached index in [index - max_scan + 1, index], else
+    ``index - max_scan``; -1 (ULONG_MAX) when the scan passes below page 0."""
+    for i in range(index, index - max_scan, -1):
+        if i < 0:
+            return -1
+        if i not in inode.cache:
+            return i
+    return index - max_scan
+
+
 def page_cache_sync_ra(inode: Inode, file: OpenFile, index: int, req_count: int,
-                       max_pages: int) -> None:
-    """``page_cache_sync_ra`` for a VM_SEQ_READ fault: at page 0 the initial window (the
-    struct file has no read history in the model, so no other miss counts as sequential);
-    elsewhere a standalone read of ``req_count`` pages that leaves ``f_ra`` alone."""
-    if index == 0 or req_count > max_pages:
+                       ra_pages: int) -> None:
+    """``page_cache_sync_ra`` for a miss at ``index`` wanting ``req_count`` pages: the start of the
+    file, an oversized request, or an access right after the previous read (``f_ra.prev_pos``)
+    opens a new window (``get_init_ra_size``); otherwise the cached run before ``index`` decides
+    between a standalone read of the request, which leaves ``f_ra`` alone, and a window as long
+    as that history (doubled when it reaches page 0)."""
+    if not ra_pages:
+        raise NotImplementedError("vmkit.sim does not model forced readahead (read_ahead_kb = 0)")
+    max_pages = ractl_max_pages(req_count, ra_pages)
+    prev_index = (file.ra_prev_pos & MASK64) >> 12
+    if index == 0 or req_count > max_pages or (index - prev_index) & MASK64 <= 1:
         file.ra_start = index
         file.ra_size = get_init_ra_size(req_count, max_pages)
         file.ra_async = (file.ra_size - req_count if file.ra_size > req_count
                          else file.ra_size >> 1)
-        file.ra_order = 0
-        page_cache_ra_order(inode, file)
-        return
-    do_page_cache_ra(inode, index, req_count, 0)
+    else:
+        miss = page_cache_prev_miss(inode, index - 1, max_pages)
+        contig = index - miss - 1
+        if contig <= req_count:  # a standalone, small random read
+            do_page_cache_ra(inode, index, req_count, 0)
+            return
+        if miss == -1:  # cached from the start of the file: a long stream
+            contig *= 2
+        file.ra_start = index
+        file.ra_size = min(contig + req_count, max_pages)
+        file.ra_async = 1
+    file.ra_order = 0
+    page_cache_ra_order(inode, file)
 
 
 def read_around(inode: Inode, file: OpenFile, index: int, ra_pages: int) -> None:
@@ -107,26 +149,99 @@ def read_around(inode: Inode, file: OpenFile, index: int, ra_pages: int) -> None
 
 
 def page_cache_async_ra(inode: Inode, file: OpenFile, index: int, req_count: int,
-                        max_pages: int) -> None:
-    """``page_cache_async_ra`` for a fault at ``index`` on the folio carrying PG_readahead: the
+                        ra_pages: int) -> None:
+    """``page_cache_async_ra`` for an access at ``index`` to the folio carrying PG_readahead: the
     mark is cleared; at the expected index the window moves past the current one, else it is
-    rebuilt from the cached run after ``index``; the folio order grows by 2."""
+    rebuilt from the cached run after ``index``; the folio order grows by 2 and the window's end
+    is aligned down to that order (at most ``ffs(max_pages)``)."""
     head, nr = inode.folio_of(index)
     inode.ra_marks.discard(head)
+    max_pages = ractl_max_pages(req_count, ra_pages)
     expected = (file.ra_start + file.ra_size - file.ra_async) & ~(nr - 1)
     if index == expected:
         file.ra_start += file.ra_size
         file.ra_size = max(file.ra_size, get_next_ra_size(file.ra_size, max_pages))
-        file.ra_async = file.ra_size
     else:
         start = page_cache_next_miss(inode, index + 1, max_pages)
         if not start or start - index > max_pages:
             return
         file.ra_start = start
         file.ra_size = get_next_ra_size(start - index + req_count, max_pages)
-        file.ra_async = file.ra_size
+    # readit: the order grows by 2 and the window's end is aligned down to it
     file.ra_order += 2
+    align = 1 << min(file.ra_order, (max_pages & -max_pages).bit_length() - 1)
+    end = file.ra_start + file.ra_size
+    aligned_end = end & ~(align - 1)
+    if aligned_end > file.ra_start:
+        file.ra_size -= end - aligned_end
+    file.ra_async = file.ra_size
     page_cache_ra_order(inode, file)
+
+
+def _read_batch(inode: Inode, index: int, last: int) -> list[tuple[int, int]]:
+    """``filemap_get_read_batch``: the cached folios from the one holding ``index`` on, up to page
+    ``last``, stopping at a gap, after a folio with PG_readahead, or at 31 folios."""
+    batch: list[tuple[int, int]] = []
+    while index <= last and index in inode.cache:
+        head, nr = inode.folio_of(index)
+        batch.append((head, nr))
+        if head in inode.ra_marks or len(batch) == FOLIO_BATCH_SIZE:
+            break
+        index = head + nr
+    return batch
+
+
+def filemap_read(file: OpenFile, n: int, pos: int, ra_pages: int) -> bytes:
+    """``filemap_read`` (read/pread of a disk file): each batch of cached folios is read; a miss
+    first reads ahead (``page_cache_sync_ra`` for the rest of the request), and a batch ending on
+    a PG_readahead folio reads the next window ahead (``page_cache_async_ra``).  The position
+    after the last byte read becomes ``f_ra.prev_pos``."""
+    inode = file.inode
+    out = bytearray()
+    last_pos = file.ra_prev_pos
+    count = n
+    while count > 0 and pos < inode.size:
+        index = pos >> 12
+        last_index = (pos + count + PAGE_SIZE - 1) >> 12
+        batch = _read_batch(inode, index, last_index - 1)
+        if not batch:
+            page_cache_sync_ra(inode, file, index, last_index - index, ra_pages)
+            batch = _read_batch(inode, index, last_index - 1)
+        if not batch:  # filemap_create_folio
+            inode.get_page(index)
+            batch = [(index, 1)]
+        head, _ = batch[-1]
+        if head in inode.ra_marks:  # filemap_readahead
+            page_cache_async_ra(inode, file, head, last_index - head, ra_pages)
+        end = min(inode.size, pos + count)
+        for head, nr in batch:
+            if end <= head * PAGE_SIZE:
+                break
+            take = min(end, (head + nr) * PAGE_SIZE) - pos
+            while take > 0:
+                i, inpage = divmod(pos, PAGE_SIZE)
+                piece = min(PAGE_SIZE - inpage, take)
+                out += pool().read(inode.cache[i], inpage, piece)
+                pos += piece
+                count -= piece
+                take -= piece
+            last_pos = pos
+    file.ra_prev_pos = last_pos
+    return bytes(out)
+
+
+def shmem_read(inode: Inode, n: int, pos: int) -> bytes:
+    """``shmem_file_read_iter``: cached pages are copied, holes read as zeros without being
+    allocated (SGP_READ); no readahead."""
+    end = min(pos + n, inode.size)
+    out = bytearray()
+    while pos < end:
+        index, inpage = divmod(pos, PAGE_SIZE)
+        take = min(PAGE_SIZE - inpage, end - pos)
+        frame = inode.cache.get(index)
+        out += pool().read(frame, inpage, take) if frame is not None else bytes(take)
+        pos += take
+    return bytes(out)
 
 
 def page_cache_next_miss(inode: Inode, index: int, max_scan: int) -> int:
@@ -138,4 +253,4 @@ def page_cache_next_miss(inode: Inode, index: int, max_scan: int) -> int:
     return index + max_scan
 
 
-__all__ = ["page_cache_async_ra", "page_cache_sync_ra", "read_around"]
+__all__ = ["filemap_read", "page_cache_async_ra", "page_cache_sync_ra", "read_around", "shmem_read"]
