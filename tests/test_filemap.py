@@ -353,6 +353,15 @@ class TestReadahead:
         assert cached(proc, addr, 40) == list(range(40))
         assert rss(proc, addr) == 1
 
+    def test_willneed_reads_at_most_2048_pages(self, proc: Process, file_path: str) -> None:
+        """MADV_WILLNEED on a disk file reads the range below EOF, at most max(io_pages,
+        ra_pages) = 2048 pages (mm/readahead.c force_page_cache_ra), and maps nothing."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr + 100 * PAGE, 2900 * PAGE, vmkit.MADV_WILLNEED)
+        assert cached(proc, addr, 3000) == list(range(100, 2148))
+        assert rss(proc, addr) == 0
+
     def test_tmpfs_has_no_readahead(self, proc: Process, shm_path: str) -> None:
         """shmem_fault allocates the faulting page only."""
         fd = sparse(proc, shm_path, 40)
