@@ -12,6 +12,7 @@ is 2 MiB-aligned, so that the page-table position of each page is known.  Files 
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -266,6 +267,109 @@ class TestTruncatedFolios:
         assert seen == after
         assert len(cached(proc, addr, 64)) == (64 if not sync else 56)
         assert proc.read(addr + 40 * PAGE, 8) == bytes(8)
+
+
+class TestPageTables:
+    """Linux keeps a PTE table that zapping emptied: munmap frees it (free_pgtables) when no VMA is
+    left in its 2 MiB, and MADV_DONTNEED frees it only when the zap covers the whole 2 MiB
+    (PT_RECLAIM).  Fault-around and MADV_COLLAPSE see the difference."""
+
+    def test_fault_around_fills_a_table_emptied_by_dontneed(self, proc: Process,
+                                                            file_path: str) -> None:
+        """After MADV_DONTNEED of 32 pages the table stays, so fault-around maps from the folio
+        that reaches EOF (which it would not do into a missing table)."""
+        fd = written(proc, file_path, 18)
+        addr = proc.mmap(ARENA, 32 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 3)
+        proc.madvise(addr, 32 * PAGE, vmkit.MADV_DONTNEED)
+        assert rss(proc, addr) == 0
+        with pytest.raises(BusError):
+            read_page(proc, addr, 20)
+        assert rss(proc, addr) == 2
+
+    @pytest.mark.parametrize(("start", "length", "collapses"), [
+        (0, 2 * PMD, [False, False]),     # both tables reclaimed
+        (PAGE, PMD, [True, True]),        # no block wholly zapped: tables stay
+        (PMD, PAGE, [True, True]),
+    ], ids=["whole-blocks", "across", "one-page"])
+    def test_collapse_of_a_block_emptied_by_dontneed(self, proc: Process, start: int, length: int,
+                                                     collapses: list[bool]) -> None:
+        """MADV_COLLAPSE of an empty block succeeds while its table exists (hpage_collapse_scan_pmd
+        finds a PMD), fails with EINVAL once it was freed (SCAN_PMD_NULL)."""
+        addr = proc.mmap(ARENA, 2 * PMD, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+        proc.write(addr, b"x" * PMD)
+        proc.write(addr + PMD, b"y")
+        proc.madvise(addr + start, length, vmkit.MADV_DONTNEED)
+        seen = []
+        for block in (0, 1):
+            try:
+                proc.madvise(addr + block * PMD, PMD, vmkit.MADV_COLLAPSE)
+                seen.append(True)
+            except OSError as e:
+                assert e.errno == errno.EINVAL
+                seen.append(False)
+        assert seen == collapses
+
+    def test_munmap_keeps_a_table_another_vma_uses(self, proc: Process) -> None:
+        """Unmapping all but the last page of a block keeps its table; a new mapping merged into
+        the rest can collapse the (empty) block."""
+        addr = proc.mmap(ARENA, PMD, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+        proc.write(addr, b"x")
+        proc.munmap(addr, PMD - PAGE)
+        proc.mmap(ARENA, PMD - PAGE, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+        proc.madvise(addr, PMD, vmkit.MADV_COLLAPSE)
+        assert kb(smaps_of(proc, addr)["AnonHugePages"]) == 2048
+
+
+class TestPageout:
+    """MADV_PAGEOUT of page-cache folios (mm/madvise.c madvise_cold_or_pageout_pte_range,
+    mm/vmscan.c shrink_folio_list), without swap."""
+
+    @staticmethod
+    def mapped_file(proc: Process, path: str, whole_write: bool, clean: bool) -> int:
+        fd = proc.open(path, O_RDWR_CREAT)
+        if whole_write:
+            proc.pwrite(fd, b"x" * 64 * PAGE, 0)  # one 64-page folio
+        else:
+            for page in range(64):
+                proc.pwrite(fd, b"x" * PAGE, page * PAGE)  # order-0 folios
+        if clean:
+            whole = proc.mmap(None, 64 * PAGE, RW, vmkit.MAP_SHARED, fd, 0)
+            proc.msync(whole, 64 * PAGE, vmkit.MS_SYNC)
+            proc.munmap(whole, 64 * PAGE)
+        addr = proc.mmap(ARENA, 64 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        for page in (2, 20, 40, 60):
+            read_page(proc, addr, page)
+        assert rss(proc, addr) == 64
+        return addr
+
+    @pytest.mark.parametrize(("whole_write", "clean", "rss_after", "cached_after"), [
+        (False, True, 54, 54),   # order 0, clean: pages 10..19 unmapped and evicted
+        (False, False, 54, 64),  # order 0, dirty: unmapped, kept
+        (True, True, 0, 64),     # a clean folio in part: split, which unmaps all of it
+        (True, False, 64, 64),   # a dirty folio in part: cannot be split, left alone
+    ], ids=["order0-clean", "order0-dirty", "large-clean", "large-dirty"])
+    def test_part_of_a_file(self, proc: Process, file_path: str, whole_write: bool, clean: bool,
+                            rss_after: int, cached_after: int) -> None:
+        """PAGEOUT of pages 10..19 of a 64-page private file mapping."""
+        addr = self.mapped_file(proc, file_path, whole_write, clean)
+        proc.madvise(addr + 10 * PAGE, 10 * PAGE, vmkit.MADV_PAGEOUT)
+        assert (rss(proc, addr), len(cached(proc, addr, 64))) == (rss_after, cached_after)
+
+    @pytest.mark.parametrize("clean", [True, False], ids=["clean", "dirty"])
+    def test_a_whole_folio(self, proc: Process, file_path: str, clean: bool) -> None:
+        """A folio the range covers whole is unmapped and, if clean, evicted."""
+        addr = self.mapped_file(proc, file_path, True, clean)
+        proc.madvise(addr, 64 * PAGE, vmkit.MADV_PAGEOUT)
+        assert (rss(proc, addr), len(cached(proc, addr, 64))) == (0, 0 if clean else 64)
+
+    def test_dirty_pages_kept_get_pg_reclaim(self, proc: Process, file_path: str) -> None:
+        """A dirty page PAGEOUT could not evict gets PG_reclaim, the bit PG_readahead shares, so
+        fault-around skips it: a fault at page 12 maps page 12 alone."""
+        addr = self.mapped_file(proc, file_path, False, False)
+        proc.madvise(addr + 10 * PAGE, 10 * PAGE, vmkit.MADV_PAGEOUT)
+        read_page(proc, addr, 12)
+        assert rss(proc, addr) == 55
 
 
 class TestReadahead:

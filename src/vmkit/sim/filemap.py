@@ -135,8 +135,7 @@ def filemap_map_pages(mm: MemoryManager, vma: Vma, start: int, end: int) -> None
     if first_folio is None:
         return
     head, nr = first_folio
-    if (_vpn_of(vma, start) >> 9 not in pt.blocks  # type: ignore[attr-defined]
-            and not _can_map_large(inode, head, nr, file_end)):
+    if mm.pmd_none(_vpn_of(vma, start) >> 9) and not _can_map_large(inode, head, nr, file_end):
         # pmd_none: only filemap_map_pmd installs the PTE table, and it is skipped when the first
         # folio may not be mapped large (it reaches EOF); pte_offset_map_lock then finds no table
         return

@@ -79,6 +79,10 @@ class MemoryManager:
         self.vsyscall = True
         #: The owning task's limits and credentials, consulted by may_expand_vm & co.
         self.task: object = None
+        #: Blocks of 512 pages (one PTE table each) whose table exists but holds no entry: Linux
+        #: keeps a table that zapping emptied until ``free_pgtables`` (munmap) or the PT_RECLAIM
+        #: of a MADV_DONTNEED covering the whole block frees it.
+        self.empty_tables: set[int] = set()
 
     @property
     def map_count(self) -> int:
@@ -469,6 +473,7 @@ class MemoryManager:
         for vma in self.vmas.overlapping(start, end):
             removed += vma.pages
             self.remove_vma(vma)
+        self.free_pgtables(start, end)
         return removed
 
     def remove_vma(self, vma: Vma) -> None:
@@ -536,6 +541,8 @@ class MemoryManager:
         if pte is None or (pte == GUARD and keep_guard):
             return
         del self.pt[vpn]
+        if vpn >> 9 not in self.pt.blocks:  # type: ignore[attr-defined]
+            self.empty_tables.add(vpn >> 9)
         if pte == GUARD:
             return
         frame = pte >> 2
@@ -543,6 +550,27 @@ class MemoryManager:
             frames = pool()
             frames.mapcount[frame] -= 1
             frames.put(frame)
+
+    def pmd_none(self, block: int) -> bool:
+        """Whether the 2 MiB block ``block`` has no PTE table (``pmd_none``)."""
+        return block not in self.pt.blocks and block not in self.empty_tables  # type: ignore[attr-defined]
+
+    def free_pgtables(self, start: int, end: int) -> None:
+        """``free_pgtables`` after unmapping [start, end): the empty PTE tables of blocks that no
+        VMA overlaps any more are freed."""
+        first, last = start >> 21, (end - 1) >> 21
+        for block in [b for b in self.empty_tables if first <= b <= last]:
+            if not self.vmas.overlapping(block << 21, (block + 1) << 21):
+                self.empty_tables.discard(block)
+
+    def reclaim_pt(self, start: int, end: int) -> None:
+        """PT_RECLAIM of a MADV_DONTNEED zap (``reclaim_pt_is_enabled``: at least PMD_SIZE): the
+        tables of blocks wholly inside [start, end) that the zap left empty are freed."""
+        if end - start < PMD_SIZE:
+            return
+        first, last = (start + PMD_SIZE - 1) >> 21, (end >> 21) - 1
+        for block in [b for b in self.empty_tables if first <= b <= last]:
+            self.empty_tables.discard(block)
 
     def zap_range(self, start: int, end: int, keep_guard: bool = False) -> None:
         """Drops the page-table entries of [start, end) (``zap_page_range_single``)."""
@@ -856,6 +884,7 @@ class MemoryManager:
         for vma in list(self.vmas):
             self.remove_vma(vma)
         self.pt.clear()
+        self.empty_tables.clear()
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -884,6 +913,8 @@ class MemoryManager:
         for vpn in pt.vpns(first, last):  # type: ignore[attr-defined]
             if pt.get(vpn) == GUARD:
                 del pt[vpn]
+                if vpn >> 9 not in pt.blocks:  # type: ignore[attr-defined]
+                    self.empty_tables.add(vpn >> 9)
 
     def unmap_file_pages(self, vma: Vma, start: int, end: int) -> None:
         """``unmap_mapping_range(..., even_cows=0)`` within one VMA: page-cache pages leave the page
@@ -924,7 +955,7 @@ class MemoryManager:
         ``shrink_folio_list``) without swap: anonymous pages cannot go anywhere and stay; page-cache
         pages (shmem included) mapped by this entry alone leave the page table (``try_to_unmap``),
         and those of a disk file that are clean also leave the page cache; dirty and shmem pages
-        stay cached.  ``file_pages`` False (``pageout_anon_only_filter``) leaves page-cache pages
+        stay cached (:meth:`_reclaim_cache_page`; large folios: :meth:`_pageout_large_folio`).  ``file_pages`` False (``pageout_anon_only_filter``) leaves page-cache pages
         alone.  Pages mapped elsewhere too are skipped (``folio_maybe_mapped_shared``)."""
         lru_add_drain(self.kernel)
         if vma.file is None or not file_pages:
@@ -935,33 +966,84 @@ class MemoryManager:
         for vpn, pte in self.present_pages(start, end):  # try_to_unmap moves dirty bits first
             if not pte & PTE_ANON and pte >> 2 != ZERO_FRAME and frames.dirty[pte >> 2]:
                 inode.mark_dirty(vma.pgoff_at(vpn << 12))
-        for vpn, pte in list(self.present_pages(start, end)):
+        done: set[int] = set()
+        for vpn in [v for v, _ in self.present_pages(start, end)]:
+            pte = self.pt.get(vpn)
+            if pte is None or pte == GUARD:
+                continue  # unmapped by a split earlier in the walk
             frame = pte >> 2
             if pte & PTE_ANON or frame == ZERO_FRAME or frames.mapcount[frame] != 1:
                 continue
             index = vma.pgoff_at(vpn << 12)
             head, nr = inode.folio_of(index)
-            if head < first or head + nr - 1 > last:
-                inode.split_folio(index)  # a large folio partly in the range is split first
+            if nr > 1:
+                if head not in done:
+                    done.add(head)
+                    self._pageout_large_folio(vma, inode, head, nr, first, last)
+                continue
             self.zap_pte(vpn)
-            if frames.dirty[frame]:
-                inode.mark_dirty(index)  # the PTE's dirty bit passes to the folio
-            if (inode.mount.has_disk and not inode.folio_dirty(index) and not frames.dirty[frame]
-                    and inode.cache.get(index) == frame and frames.refs[frame] == 1):
+            self._reclaim_cache_page(inode, index, frame)
+
+    def _reclaim_cache_page(self, inode: Inode, index: int, frame: int) -> None:
+        """``shrink_folio_list`` for an unmapped page-cache page of a disk file: a clean one leaves
+        the cache; a dirty one stays, with PG_reclaim set (``folio_set_reclaim``, the bit
+        PG_readahead shares: fault-around then skips the page)."""
+        frames = pool()
+        if not inode.mount.has_disk:
+            return
+        if not inode.folio_dirty(index) and not frames.dirty[frame]:
+            if inode.cache.get(index) == frame and frames.refs[frame] == 1:
                 del inode.cache[index]
                 inode.split_folio(index)
                 inode.ra_marks.discard(index)
                 frames.put(frame)
+        elif inode.folio_dirty(index):
+            inode.ra_marks.add(inode.folio_of(index)[0])
+
+    def _pageout_large_folio(self, vma: Vma, inode: Inode, head: int, nr: int, first: int,
+                             last: int) -> None:
+        """MADV_PAGEOUT of a large page-cache folio: one that the range and this VMA's entries
+        cover whole is reclaimed as a unit (all its entries unmapped; evicted if clean, PG_reclaim
+        if dirty).  One covered in part is split (``split_folio``): a dirty ext4 folio cannot be
+        (its buffers cannot be released) and is left alone; a clean one is split into order-0
+        folios, and the split unmaps it everywhere (``remap_page`` does not map file folios back),
+        so nothing is paged out."""
+        frames = pool()
+        base = (vma.start >> 12) - vma.pgoff
+        whole = head >= first and head + nr - 1 <= last and all(
+            (self.pt.get(base + i, GUARD) >> 2) == inode.cache.get(i) and self.pt.get(base + i) != GUARD
+            for i in range(head, head + nr))
+        if not whole:
+            if inode.folio_dirty(head) and inode.mount.has_disk:
+                return
+            cache = {inode.cache[i] for i in range(head, head + nr)}
+            for task in self.kernel.tasks.values():
+                mm = task.mm
+                for other in mm.file_vmas(inode):
+                    for v, pte in list(mm.present_pages(other.start, other.end)):
+                        if not pte & PTE_ANON and pte >> 2 in cache:
+                            mm.zap_pte(v)
+            inode.split_folio(head)
+            return
+        for i in range(head, head + nr):
+            self.zap_pte(base + i)
+        if not inode.mount.has_disk:
+            return
+        if inode.folio_dirty(head):
+            inode.ra_marks.add(head)
+        elif all(frames.refs[inode.cache[i]] == 1 for i in range(head, head + nr)):
+            for i in range(head, head + nr):
+                frames.put(inode.cache.pop(i))
+            inode.split_folio(head)
+            inode.ra_marks.discard(head)
 
     def collapse_scan_pmd(self, vma: Vma, haddr: int) -> int:
         """``hpage_collapse_scan_pmd`` + ``__collapse_huge_page_isolate`` for MADV_COLLAPSE
         (``cc->is_khugepaged`` false: no limit on empty, zero-page or shared entries, and 6.18 no
         longer wants a writable one).  Returns 0 if the 2 MiB block at ``haddr`` can collapse, else
         the errno ``madvise_collapse_errno`` gives: EINVAL for a block without a page table
-        (SCAN_PMD_NULL) or with a page that is not anonymous.
-
-        The model keeps no page-table pages: a block with no entry at all counts as having no PTE
-        table, although Linux keeps the table after a zap (then it would collapse the empty block)."""
+        (SCAN_PMD_NULL) or with a page that is not anonymous.  A table that zapping emptied still
+        exists (:attr:`empty_tables`), and its empty block collapses."""
         present = False
         pt = self.pt
         for vpn in range(haddr >> 12, (haddr + PMD_SIZE) >> 12):
@@ -973,7 +1055,7 @@ class MemoryManager:
             present = True
             if pte >> 2 != ZERO_FRAME and not pte & PTE_ANON:
                 return errno.EINVAL  # SCAN_PAGE_ANON
-        return 0 if present else errno.EINVAL
+        return 0 if present or not self.pmd_none(haddr >> 21) else errno.EINVAL
 
     def collapse_huge_pmd(self, vma: Vma, haddr: int) -> None:
         """``collapse_huge_page``: a new 2 MiB anonymous folio replaces the block at ``haddr``: every

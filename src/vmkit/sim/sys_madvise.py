@@ -302,6 +302,7 @@ def madvise_dontneed_free(mm: MemoryManager, vma: Vma, start: int, end: int, beh
         mm.lazyfree_range(start, end)
         return
     mm.zap_range(start, end, keep_guard=True)
+    mm.reclaim_pt(start, end)  # madvise_dontneed_single_vma: details.reclaim_pt
 
 
 def madvise_willneed(vma: Vma, start: int, end: int, ra_pages: int) -> bool:
