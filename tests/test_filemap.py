@@ -216,6 +216,14 @@ class TestLargeFolios:
         proc.write(offset + 10 * PAGE, b"w")
         assert rss(proc, offset) == 1
 
+    def test_the_model_cuts_io_where_the_native_backend_does(self) -> None:
+        """SimProcess issues its pwrite/pread calls in the pieces of the native child's scratch
+        area, so both backends make the same system calls."""
+        from vmkit.native import _runtime
+        from vmkit.sim import process
+
+        assert process.IO_PIECE == _runtime.SCRATCH_SIZE
+
     def test_pwrite_of_a_mebibyte_is_two_writes(self, proc: Process, file_path: str) -> None:
         """The Process pwrite passes 1 MiB in two pwrite(2) calls (1020 KiB, then 4 KiB), so the
         folio at page 128 has 64 pages and is mapped whole; a single 1 MiB write would have made

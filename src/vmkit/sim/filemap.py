@@ -14,28 +14,29 @@ Rules:
   ``fault_around_bytes`` (64 KiB, 16 pages) aligned on 16 page-table entries, moved up to start at
   the VMA's start if it began before, then cut at the VMA's end and at the end of the page table.
   Only pages below EOF, in the page cache, without PG_readahead, and with an empty entry (no page,
-  no guard marker) are mapped, read-only.  When the window's page table does not exist yet and
-  the first such folio reaches the last page of the file, nothing is mapped (6.18 installs the
-  table in ``filemap_map_pmd`` only for a folio it may map large).  A large folio (ext4) is mapped whole when it lies
-  inside the VMA and inside one page table and ends below the last page of the file (tmpfs would
-  be exempt: it has no large folios here); else only its pages inside the window are.  Write faults
-  and anonymous memory never fault around.
-* A page-cache miss of a disk file reads ahead (``do_sync_mmap_readahead``), then the fault is
-  retried (VM_FAULT_RETRY), so the retried read fault maps the window from the now-filled cache:
+  no guard marker) are mapped, read-only.  When the window's page table does not exist and the
+  first such folio reaches the last page of the file, nothing is mapped (6.18 installs the table
+  in ``filemap_map_pmd`` only for a folio it may map large).  A large folio (ext4) is mapped whole
+  when it lies inside the VMA and inside one page table and ends below the last page of the file
+  (tmpfs would be exempt: it has no large folios here); else only its pages inside the window
+  are.  Write faults and anonymous memory never fault around.
+* A page-cache miss of a disk file reads ahead (``do_sync_mmap_readahead``, with the window
+  arithmetic of :mod:`vmkit.sim.readahead`), then the fault is retried (VM_FAULT_RETRY), so the
+  retried read fault maps the window from the now-filled cache:
   - VM_RAND_READ (MADV_RANDOM): no readahead, only the faulting page is read;
-  - VM_SEQ_READ (MADV_SEQUENTIAL): ``page_cache_sync_ra`` of ``ra_pages``: at page 0 the initial
-    window [0, ra_pages) with PG_readahead at ra_pages / 2; elsewhere [index, index + ra_pages)
-    without a mark (the struct file has read nothing: no sequential history);
+  - VM_SEQ_READ (MADV_SEQUENTIAL): ``page_cache_sync_ra`` of ``ra_pages``: a new window at page
+    0 or right after the last read(2) ([index, index + ra_pages), PG_readahead half-way), else a
+    standalone read of [index, index + ra_pages);
   - otherwise read-around: [index - ra_pages / 2, + ra_pages) (from 0 at most), PG_readahead on
     the page at 3/4 of the window; after more than 100 misses not repaid by fault-around hits
     (``mmap_miss`` of the struct file) no readahead at all.
   Readahead stops at EOF, skips cached pages, and creates order-0 folios.  ``ra_pages`` is
   ``read_ahead_kb / 4`` (8 MiB on our machines: 2048 pages).
 * A fault that finds the page carrying PG_readahead (which fault-around skipped) reads the next
-  window ahead (``page_cache_async_ra``, :mod:`vmkit.sim.readahead`): the window moves past the
-  current one, its folios are 4 times larger than the last window's (order + 2), and the new mark
-  is on its first folio; the fault is then retried.  Each hit in ``filemap_fault`` repays one
-  ``mmap_miss``.
+  window ahead (``page_cache_async_ra``): the window moves past the current one, its folios are 4
+  times larger than the last window's (order + 2), its end is aligned down to that size, and the
+  new mark is on its first folio; the fault is then retried.  Each hit in ``filemap_fault``
+  repays one ``mmap_miss``.
 * tmpfs and shmem have no readahead (``shmem_fault`` allocates the faulting page only).
 * read(2) reads ahead by the same window state (:func:`vmkit.sim.readahead.filemap_read`).
 * ``finish_fault`` maps the whole large folio of the faulting page when it lies inside the VMA and

@@ -25,7 +25,7 @@ def _missing(what: str) -> NotImplementedError:
 #: one pwrite(2)/pread(2) per piece of this size (``vmkit.native._runtime.SCRATCH_SIZE``); the model
 #: issues the same calls, because ext4 sizes the folios a write creates from its length, and
 #: readahead sizes its window from each read's.
-PWRITE_PIECE = (1 << 20) - 4096
+IO_PIECE = (1 << 20) - 4096
 
 
 class SimProcess(Process):
@@ -202,7 +202,7 @@ class SimProcess(Process):
         inode = file.inode
         out = bytearray()
         while True:  # the same pread(2) calls as vmkit.native: readahead follows each call
-            want = min(n - len(out), PWRITE_PIECE)
+            want = min(n - len(out), IO_PIECE)
             if inode.kind == "reg" and inode.mount.has_disk:
                 got = readahead.filemap_read(file, want, offset + len(out), self.kernel.read_ahead_kb // 4)
             elif inode.kind == "reg" and inode.is_shmem:
@@ -222,7 +222,7 @@ class SimProcess(Process):
         data = bytes(data)
         done = 0
         while True:  # the same pwrite(2) calls as vmkit.native: folio sizes follow each call
-            piece = data[done:done + PWRITE_PIECE]
+            piece = data[done:done + IO_PIECE]
             done += file.inode.write(piece, offset + done)
             if done >= len(data):
                 return done
