@@ -329,6 +329,35 @@ class TestPageTables:
         assert kb(smaps_of(proc, addr)["AnonHugePages"]) == 2048
 
 
+    @pytest.mark.parametrize(("offset", "length", "reclaim", "collapses"), [
+        (0, PMD, False, [True]),                # the table itself moves (move_normal_pmd)
+        (PMD // 2, 2 * PMD, False, [True, True]),  # the destination gets tables (pte_alloc)
+        (0, PMD, True, [False]),                # no table left to move
+    ], ids=["aligned", "unaligned", "none"])
+    def test_mremap_carries_empty_tables(self, proc: Process, offset: int, length: int,
+                                         reclaim: bool, collapses: list[bool]) -> None:
+        """move_page_tables gives the destination a table for every source extent that has one,
+        empty or not: the moved blocks collapse exactly when the source had tables."""
+        addr = proc.mmap(ARENA + offset, length, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS
+                         | vmkit.MAP_FIXED)
+        for off in range(0, length, PMD // 2):  # one page in every half block, then zapped
+            proc.write(addr + off, b"x")
+            proc.madvise(addr + off, PAGE, vmkit.MADV_DONTNEED)
+        if reclaim:
+            proc.madvise(addr, length, vmkit.MADV_DONTNEED)  # whole blocks: PT_RECLAIM
+        new = proc.mremap(addr, length, length, vmkit.MREMAP_MAYMOVE | vmkit.MREMAP_FIXED,
+                          ARENA + 8 * PMD)
+        seen = []
+        for block in range(len(collapses)):
+            try:
+                proc.madvise(new + block * PMD, PMD, vmkit.MADV_COLLAPSE)
+                seen.append(True)
+            except OSError as e:
+                assert e.errno == errno.EINVAL
+                seen.append(False)
+        assert seen == collapses
+
+
 class TestPageout:
     """MADV_PAGEOUT of page-cache folios (mm/madvise.c madvise_cold_or_pageout_pte_range,
     mm/vmscan.c shrink_folio_list), without swap."""

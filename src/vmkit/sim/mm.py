@@ -529,10 +529,34 @@ class MemoryManager:
         first, last = old_addr >> 12, (old_addr + length) >> 12
         shift = (new_addr - old_addr) >> 12
         pt = self.pt
+        tables = self._moved_tables(old_addr, new_addr, length)
         vpns = pt.vpns(first, last)  # type: ignore[attr-defined]
         moved = {vpn + shift: pt.pop(vpn) for vpn in vpns}
         pt.update(moved)
+        for old_block, new_block, whole in tables:
+            if whole:  # move_normal_pmd: the table itself moved
+                self.empty_tables.discard(old_block)
+            elif old_block not in pt.blocks:  # type: ignore[attr-defined]
+                self.empty_tables.add(old_block)  # move_ptes left the source table, maybe empty
+            if new_block not in pt.blocks:  # type: ignore[attr-defined]
+                self.empty_tables.add(new_block)
         return length
+
+    def _moved_tables(self, old_addr: int, new_addr: int, length: int) -> list[tuple[int, int, bool]]:
+        """The extents of ``move_page_tables`` (``get_extent``: cut at both sides' PMD boundaries)
+        whose source block has a PTE table: (source block, destination block, whether the whole
+        table moves, as ``move_normal_pmd`` does for a PMD-sized extent into an empty PMD).  Every
+        other such extent gets a destination table (``pte_alloc``) and keeps its source table."""
+        out: list[tuple[int, int, bool]] = []
+        pos = 0
+        while pos < length:
+            old, new = old_addr + pos, new_addr + pos
+            extent = min(PMD_SIZE - (old & (PMD_SIZE - 1)), PMD_SIZE - (new & (PMD_SIZE - 1)),
+                         length - pos)
+            if not self.pmd_none(old >> 21):
+                out.append((old >> 21, new >> 21, extent == PMD_SIZE and self.pmd_none(new >> 21)))
+            pos += extent
+        return out
 
     # --- pages ----------------------------------------------------------------------------------
 
