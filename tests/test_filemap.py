@@ -358,6 +358,27 @@ class TestPageTables:
         assert seen == collapses
 
 
+    @pytest.mark.parametrize("with_anon_vma", [False, True])
+    def test_fork_copies_tables_where_it_copies_entries(self, proc: Process, file_path: str,
+                                                        with_anon_vma: bool) -> None:
+        """copy_page_range runs only for VMAs with an anon_vma (vma_needs_copy), and then gives
+        the child a table wherever the parent has one, empty or not: fault-around in the child
+        then maps from a folio reaching EOF."""
+        fd = written(proc, file_path, 18)
+        addr = proc.mmap(ARENA, 32 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        if with_anon_vma:
+            proc.write(addr + PAGE, b"c")
+        read_page(proc, addr, 3)
+        proc.madvise(addr, 32 * PAGE, vmkit.MADV_DONTNEED)
+        child = proc.fork()
+        try:
+            with pytest.raises(BusError):
+                read_page(child, addr, 20)
+            assert rss(child, addr) == (2 if with_anon_vma else 0)
+        finally:
+            child.terminate()
+
+
 class TestPageout:
     """MADV_PAGEOUT of page-cache folios (mm/madvise.c madvise_cold_or_pageout_pte_range,
     mm/vmscan.c shrink_folio_list), without swap."""

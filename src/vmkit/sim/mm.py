@@ -883,7 +883,12 @@ class MemoryManager:
             # vma_needs_copy: page tables are copied only where the child could not refault the
             # same pages: VMAs with anonymous pages (anon_vma) or PFN maps; others refault later
             needs_copy = vma.anon_vma is not None or vma.flags & (VM_PFNMAP | VM_MIXEDMAP)
-            for vpn in self.pt.vpns(vma.start >> 12, vma.end >> 12):  # type: ignore[attr-defined]
+            vpns = self.pt.vpns(vma.start >> 12, vma.end >> 12)  # type: ignore[attr-defined]
+            if needs_copy:  # copy_pte_range makes the child a table wherever the parent has one
+                lo, hi = vma.start >> 21, (vma.end - 1) >> 21
+                for block in {v >> 9 for v in vpns} | {b for b in self.empty_tables if lo <= b <= hi}:
+                    child.empty_tables.add(block)
+            for vpn in vpns:
                 pte = self.pt.get(vpn)
                 if pte == GUARD:  # guard markers are always inherited
                     child.pt[vpn] = GUARD
