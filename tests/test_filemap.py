@@ -421,6 +421,38 @@ class TestPageout:
         proc.madvise(addr, 64 * PAGE, vmkit.MADV_PAGEOUT)
         assert (rss(proc, addr), len(cached(proc, addr, 64))) == (0, 0 if clean else 64)
 
+    def test_a_folio_another_process_maps_is_skipped(self, proc: Process, file_path: str) -> None:
+        """A folio a fork child also maps is left alone, covered whole (folio_mapcount !=
+        folio_nr_pages) or in part (folio_maybe_mapped_shared); the next folio is paged out."""
+        fd = proc.open(file_path, O_RDWR_CREAT)
+        proc.pwrite(fd, b"x" * 64 * PAGE, 0)
+        proc.pwrite(fd, b"x" * 16 * PAGE, 64 * PAGE)  # folios [0, 64) and [64, 80)
+        whole = proc.mmap(None, 80 * PAGE, RW, vmkit.MAP_SHARED, fd, 0)
+        proc.msync(whole, 80 * PAGE, vmkit.MS_SYNC)
+        proc.munmap(whole, 80 * PAGE)
+        addr = proc.mmap(ARENA, 80 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        for page in (2, 70):
+            read_page(proc, addr, page)
+        child = proc.fork()
+        try:
+            read_page(child, addr, 2)
+            proc.madvise(addr + 10 * PAGE, 70 * PAGE, vmkit.MADV_PAGEOUT)
+            assert (rss(proc, addr), rss(child, addr)) == (64, 64)
+            assert cached(proc, addr, 80) == list(range(64))
+        finally:
+            child.terminate()
+
+    def test_a_split_unmaps_every_mapping(self, proc: Process, file_path: str) -> None:
+        """Two mappings of the folio in one process do not make it shared: PAGEOUT of part of it
+        splits it, which unmaps it from both."""
+        addr = self.mapped_file(proc, file_path, True, True)
+        fd = proc.open(file_path, os.O_RDONLY)
+        other = proc.mmap(ARENA + PMD, 64 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, other, 50)
+        assert rss(proc, other) == 64
+        proc.madvise(addr + 10 * PAGE, 10 * PAGE, vmkit.MADV_PAGEOUT)
+        assert (rss(proc, addr), rss(proc, other), len(cached(proc, addr, 64))) == (0, 0, 64)
+
     def test_dirty_pages_kept_get_pg_reclaim(self, proc: Process, file_path: str) -> None:
         """A dirty page PAGEOUT could not evict gets PG_reclaim, the bit PG_readahead shares, so
         fault-around skips it: a fault at page 12 maps page 12 alone."""

@@ -1001,7 +1001,7 @@ class MemoryManager:
             if pte is None or pte == GUARD:
                 continue  # unmapped by a split earlier in the walk
             frame = pte >> 2
-            if pte & PTE_ANON or frame == ZERO_FRAME or frames.mapcount[frame] != 1:
+            if pte & PTE_ANON or frame == ZERO_FRAME:
                 continue
             index = vma.pgoff_at(vpn << 12)
             head, nr = inode.folio_of(index)
@@ -1009,6 +1009,8 @@ class MemoryManager:
                 if head not in done:
                     done.add(head)
                     self._pageout_large_folio(vma, inode, head, nr, first, last)
+                continue
+            if frames.mapcount[frame] != 1:
                 continue
             self.zap_pte(vpn)
             self._reclaim_cache_page(inode, index, frame)
@@ -1033,19 +1035,29 @@ class MemoryManager:
                              last: int) -> None:
         """MADV_PAGEOUT of a large page-cache folio: one that the range and this VMA's entries
         cover whole is reclaimed as a unit (all its entries unmapped; evicted if clean, PG_reclaim
-        if dirty).  One covered in part is split (``split_folio``): a dirty ext4 folio cannot be
-        (its buffers cannot be released) and is left alone; a clean one is split into order-0
-        folios, and the split unmaps it everywhere (``remap_page`` does not map file folios back),
-        so nothing is paged out."""
+        if dirty), unless it is mapped more than once (``folio_mapcount != folio_nr_pages``).  One
+        covered in part is split (``split_folio``): a dirty ext4 folio cannot be (its buffers
+        cannot be released) and is left alone; a clean one is split into order-0 folios, and the
+        split unmaps it everywhere (``remap_page`` does not map file folios back), so nothing is
+        paged out, unless another process maps it too (``folio_maybe_mapped_shared``): then it is
+        skipped."""
         frames = pool()
         base = (vma.start >> 12) - vma.pgoff
+        cache = {inode.cache[i] for i in range(head, head + nr)}
         whole = head >= first and head + nr - 1 <= last and all(
             (self.pt.get(base + i, GUARD) >> 2) == inode.cache.get(i) and self.pt.get(base + i) != GUARD
             for i in range(head, head + nr))
+        if whole and any(frames.mapcount[f] != 1 for f in cache):
+            return
         if not whole:
+            for task in self.kernel.tasks.values():
+                mm = task.mm
+                if mm is not self and any(not pte & PTE_ANON and pte >> 2 in cache
+                                          for v in mm.file_vmas(inode)
+                                          for _, pte in mm.present_pages(v.start, v.end)):
+                    return
             if inode.folio_dirty(head) and inode.mount.has_disk:
                 return
-            cache = {inode.cache[i] for i in range(head, head + nr)}
             for task in self.kernel.tasks.values():
                 mm = task.mm
                 for other in mm.file_vmas(inode):
