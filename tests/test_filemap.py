@@ -475,14 +475,14 @@ class TestReadahead:
                           sparse(proc, file_path + "-2", 3000), 0)
         try:
             read_page(proc, other, 100)
-            assert cached(proc, other, 3000) == list(range(0, 2048))
+            assert cached(proc, other, 3000) == list(range(2048))
         finally:
             proc.unlink(file_path + "-2")
 
     @pytest.mark.parametrize(("advice", "page", "expected"), [
         (vmkit.MADV_RANDOM, 2000, [2000]),
         (vmkit.MADV_SEQUENTIAL, 2000, list(range(2000, 3000))),
-        (vmkit.MADV_SEQUENTIAL, 0, list(range(0, 2048))),
+        (vmkit.MADV_SEQUENTIAL, 0, list(range(2048))),
     ], ids=["random", "sequential", "sequential-at-0"])
     def test_madvise_hints(self, proc: Process, file_path: str, advice: int, page: int,
                            expected: list[int]) -> None:

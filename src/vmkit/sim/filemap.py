@@ -51,7 +51,13 @@ from typing import TYPE_CHECKING
 from vmkit.errors import BusError
 from vmkit.sim import abi, readahead
 from vmkit.sim.frames import pool
-from vmkit.sim.vmflags import VM_HUGEPAGE, VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_WRITE
+from vmkit.sim.vmflags import (
+    VM_HUGEPAGE,
+    VM_RAND_READ,
+    VM_SEQ_READ,
+    VM_SHARED,
+    VM_WRITE,
+)
 
 if TYPE_CHECKING:
     from vmkit.sim.fs import Inode, OpenFile

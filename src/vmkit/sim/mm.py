@@ -997,9 +997,10 @@ class MemoryManager:
                 inode.mark_dirty(vma.pgoff_at(vpn << 12))
         done: set[int] = set()
         for vpn in [v for v, _ in self.present_pages(start, end)]:
-            pte = self.pt.get(vpn)
-            if pte is None or pte == GUARD:
+            entry = self.pt.get(vpn)
+            if entry is None or entry == GUARD:
                 continue  # unmapped by a split earlier in the walk
+            pte = entry
             frame = pte >> 2
             if pte & PTE_ANON or frame == ZERO_FRAME:
                 continue
