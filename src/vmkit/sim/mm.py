@@ -459,9 +459,22 @@ class MemoryManager:
         """Removes [start, end): splits the end VMAs, zaps pages, fixes counters.  Returns the pages
         removed.  ENOMEM if a VMA must split in three at the map-count limit
         (``vms_gather_munmap_vmas``)."""
+        if not self.split_range_ends(start, end):
+            return 0
+        removed = 0
+        for vma in self.vmas.overlapping(start, end):
+            removed += vma.pages
+            self.remove_vma(vma)
+        self.free_pgtables(start, end)
+        return removed
+
+    def split_range_ends(self, start: int, end: int) -> bool:
+        """The splits of ``vms_gather_munmap_vmas``: the VMAs across ``start`` and ``end`` are cut
+        there (ENOMEM if one must split in three at the map-count limit).  A caller that fails
+        later (``vms_abort_munmap_vmas``) leaves them split.  False if nothing overlaps."""
         vmas = self.vmas.overlapping(start, end)
         if not vmas:
-            return 0
+            return False
         first, last = vmas[0], vmas[-1]
         if first.start < start:
             if end < first.end and self.map_count >= self.kernel.max_map_count:
@@ -469,12 +482,7 @@ class MemoryManager:
             self.__split_vma(first, start, new_below=True)
         if last.end > end:
             self.__split_vma(last, end, new_below=False)
-        removed = 0
-        for vma in self.vmas.overlapping(start, end):
-            removed += vma.pages
-            self.remove_vma(vma)
-        self.free_pgtables(start, end)
-        return removed
+        return True
 
     def remove_vma(self, vma: Vma) -> None:
         """Unmaps a whole VMA: its pages, counters, anon identity."""
