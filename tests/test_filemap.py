@@ -12,6 +12,7 @@ is 2 MiB-aligned, so that the page-table position of each page is known.  Files 
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -215,6 +216,14 @@ class TestLargeFolios:
         proc.write(offset + 10 * PAGE, b"w")
         assert rss(proc, offset) == 1
 
+    def test_the_model_cuts_io_where_the_native_backend_does(self) -> None:
+        """SimProcess issues its pwrite/pread calls in the pieces of the native child's scratch
+        area, so both backends make the same system calls."""
+        from vmkit.native import _runtime
+        from vmkit.sim import process
+
+        assert process.IO_PIECE == _runtime.SCRATCH_SIZE
+
     def test_pwrite_of_a_mebibyte_is_two_writes(self, proc: Process, file_path: str) -> None:
         """The Process pwrite passes 1 MiB in two pwrite(2) calls (1020 KiB, then 4 KiB), so the
         folio at page 128 has 64 pages and is mapped whole; a single 1 MiB write would have made
@@ -268,6 +277,191 @@ class TestTruncatedFolios:
         assert proc.read(addr + 40 * PAGE, 8) == bytes(8)
 
 
+class TestPageTables:
+    """Linux keeps a PTE table that zapping emptied: munmap frees it (free_pgtables) when no VMA is
+    left in its 2 MiB, and MADV_DONTNEED frees it only when the zap covers the whole 2 MiB
+    (PT_RECLAIM).  Fault-around and MADV_COLLAPSE see the difference."""
+
+    def test_fault_around_fills_a_table_emptied_by_dontneed(self, proc: Process,
+                                                            file_path: str) -> None:
+        """After MADV_DONTNEED of 32 pages the table stays, so fault-around maps from the folio
+        that reaches EOF (which it would not do into a missing table)."""
+        fd = written(proc, file_path, 18)
+        addr = proc.mmap(ARENA, 32 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 3)
+        proc.madvise(addr, 32 * PAGE, vmkit.MADV_DONTNEED)
+        assert rss(proc, addr) == 0
+        with pytest.raises(BusError):
+            read_page(proc, addr, 20)
+        assert rss(proc, addr) == 2
+
+    @pytest.mark.parametrize(("start", "length", "collapses"), [
+        (0, 2 * PMD, [False, False]),     # both tables reclaimed
+        (PAGE, PMD, [True, True]),        # no block wholly zapped: tables stay
+        (PMD, PAGE, [True, True]),
+    ], ids=["whole-blocks", "across", "one-page"])
+    def test_collapse_of_a_block_emptied_by_dontneed(self, proc: Process, start: int, length: int,
+                                                     collapses: list[bool]) -> None:
+        """MADV_COLLAPSE of an empty block succeeds while its table exists (hpage_collapse_scan_pmd
+        finds a PMD), fails with EINVAL once it was freed (SCAN_PMD_NULL)."""
+        addr = proc.mmap(ARENA, 2 * PMD, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+        proc.write(addr, b"x" * PMD)
+        proc.write(addr + PMD, b"y")
+        proc.madvise(addr + start, length, vmkit.MADV_DONTNEED)
+        seen = []
+        for block in (0, 1):
+            try:
+                proc.madvise(addr + block * PMD, PMD, vmkit.MADV_COLLAPSE)
+                seen.append(True)
+            except OSError as e:
+                assert e.errno == errno.EINVAL
+                seen.append(False)
+        assert seen == collapses
+
+    def test_munmap_keeps_a_table_another_vma_uses(self, proc: Process) -> None:
+        """Unmapping all but the last page of a block keeps its table; a new mapping merged into
+        the rest can collapse the (empty) block."""
+        addr = proc.mmap(ARENA, PMD, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+        proc.write(addr, b"x")
+        proc.munmap(addr, PMD - PAGE)
+        proc.mmap(ARENA, PMD - PAGE, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+        proc.madvise(addr, PMD, vmkit.MADV_COLLAPSE)
+        assert kb(smaps_of(proc, addr)["AnonHugePages"]) == 2048
+
+
+    @pytest.mark.parametrize(("offset", "length", "reclaim", "collapses"), [
+        (0, PMD, False, [True]),                # the table itself moves (move_normal_pmd)
+        (PMD // 2, 2 * PMD, False, [True, True]),  # the destination gets tables (pte_alloc)
+        (0, PMD, True, [False]),                # no table left to move
+    ], ids=["aligned", "unaligned", "none"])
+    def test_mremap_carries_empty_tables(self, proc: Process, offset: int, length: int,
+                                         reclaim: bool, collapses: list[bool]) -> None:
+        """move_page_tables gives the destination a table for every source extent that has one,
+        empty or not: the moved blocks collapse exactly when the source had tables."""
+        addr = proc.mmap(ARENA + offset, length, RW, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS
+                         | vmkit.MAP_FIXED)
+        for off in range(0, length, PMD // 2):  # one page in every half block, then zapped
+            proc.write(addr + off, b"x")
+            proc.madvise(addr + off, PAGE, vmkit.MADV_DONTNEED)
+        if reclaim:
+            proc.madvise(addr, length, vmkit.MADV_DONTNEED)  # whole blocks: PT_RECLAIM
+        new = proc.mremap(addr, length, length, vmkit.MREMAP_MAYMOVE | vmkit.MREMAP_FIXED,
+                          ARENA + 8 * PMD)
+        seen = []
+        for block in range(len(collapses)):
+            try:
+                proc.madvise(new + block * PMD, PMD, vmkit.MADV_COLLAPSE)
+                seen.append(True)
+            except OSError as e:
+                assert e.errno == errno.EINVAL
+                seen.append(False)
+        assert seen == collapses
+
+
+    @pytest.mark.parametrize("with_anon_vma", [False, True])
+    def test_fork_copies_tables_where_it_copies_entries(self, proc: Process, file_path: str,
+                                                        with_anon_vma: bool) -> None:
+        """copy_page_range runs only for VMAs with an anon_vma (vma_needs_copy), and then gives
+        the child a table wherever the parent has one, empty or not: fault-around in the child
+        then maps from a folio reaching EOF."""
+        fd = written(proc, file_path, 18)
+        addr = proc.mmap(ARENA, 32 * PAGE, RW, PRIVATE_FIXED, fd, 0)
+        if with_anon_vma:
+            proc.write(addr + PAGE, b"c")
+        read_page(proc, addr, 3)
+        proc.madvise(addr, 32 * PAGE, vmkit.MADV_DONTNEED)
+        child = proc.fork()
+        try:
+            with pytest.raises(BusError):
+                read_page(child, addr, 20)
+            assert rss(child, addr) == (2 if with_anon_vma else 0)
+        finally:
+            child.terminate()
+
+
+class TestPageout:
+    """MADV_PAGEOUT of page-cache folios (mm/madvise.c madvise_cold_or_pageout_pte_range,
+    mm/vmscan.c shrink_folio_list), without swap."""
+
+    @staticmethod
+    def mapped_file(proc: Process, path: str, whole_write: bool, clean: bool) -> int:
+        fd = proc.open(path, O_RDWR_CREAT)
+        if whole_write:
+            proc.pwrite(fd, b"x" * 64 * PAGE, 0)  # one 64-page folio
+        else:
+            for page in range(64):
+                proc.pwrite(fd, b"x" * PAGE, page * PAGE)  # order-0 folios
+        if clean:
+            whole = proc.mmap(None, 64 * PAGE, RW, vmkit.MAP_SHARED, fd, 0)
+            proc.msync(whole, 64 * PAGE, vmkit.MS_SYNC)
+            proc.munmap(whole, 64 * PAGE)
+        addr = proc.mmap(ARENA, 64 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        for page in (2, 20, 40, 60):
+            read_page(proc, addr, page)
+        assert rss(proc, addr) == 64
+        return addr
+
+    @pytest.mark.parametrize(("whole_write", "clean", "rss_after", "cached_after"), [
+        (False, True, 54, 54),   # order 0, clean: pages 10..19 unmapped and evicted
+        (False, False, 54, 64),  # order 0, dirty: unmapped, kept
+        (True, True, 0, 64),     # a clean folio in part: split, which unmaps all of it
+        (True, False, 64, 64),   # a dirty folio in part: cannot be split, left alone
+    ], ids=["order0-clean", "order0-dirty", "large-clean", "large-dirty"])
+    def test_part_of_a_file(self, proc: Process, file_path: str, whole_write: bool, clean: bool,
+                            rss_after: int, cached_after: int) -> None:
+        """PAGEOUT of pages 10..19 of a 64-page private file mapping."""
+        addr = self.mapped_file(proc, file_path, whole_write, clean)
+        proc.madvise(addr + 10 * PAGE, 10 * PAGE, vmkit.MADV_PAGEOUT)
+        assert (rss(proc, addr), len(cached(proc, addr, 64))) == (rss_after, cached_after)
+
+    @pytest.mark.parametrize("clean", [True, False], ids=["clean", "dirty"])
+    def test_a_whole_folio(self, proc: Process, file_path: str, clean: bool) -> None:
+        """A folio the range covers whole is unmapped and, if clean, evicted."""
+        addr = self.mapped_file(proc, file_path, True, clean)
+        proc.madvise(addr, 64 * PAGE, vmkit.MADV_PAGEOUT)
+        assert (rss(proc, addr), len(cached(proc, addr, 64))) == (0, 0 if clean else 64)
+
+    def test_a_folio_another_process_maps_is_skipped(self, proc: Process, file_path: str) -> None:
+        """A folio a fork child also maps is left alone, covered whole (folio_mapcount !=
+        folio_nr_pages) or in part (folio_maybe_mapped_shared); the next folio is paged out."""
+        fd = proc.open(file_path, O_RDWR_CREAT)
+        proc.pwrite(fd, b"x" * 64 * PAGE, 0)
+        proc.pwrite(fd, b"x" * 16 * PAGE, 64 * PAGE)  # folios [0, 64) and [64, 80)
+        whole = proc.mmap(None, 80 * PAGE, RW, vmkit.MAP_SHARED, fd, 0)
+        proc.msync(whole, 80 * PAGE, vmkit.MS_SYNC)
+        proc.munmap(whole, 80 * PAGE)
+        addr = proc.mmap(ARENA, 80 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        for page in (2, 70):
+            read_page(proc, addr, page)
+        child = proc.fork()
+        try:
+            read_page(child, addr, 2)
+            proc.madvise(addr + 10 * PAGE, 70 * PAGE, vmkit.MADV_PAGEOUT)
+            assert (rss(proc, addr), rss(child, addr)) == (64, 64)
+            assert cached(proc, addr, 80) == list(range(64))
+        finally:
+            child.terminate()
+
+    def test_a_split_unmaps_every_mapping(self, proc: Process, file_path: str) -> None:
+        """Two mappings of the folio in one process do not make it shared: PAGEOUT of part of it
+        splits it, which unmaps it from both."""
+        addr = self.mapped_file(proc, file_path, True, True)
+        fd = proc.open(file_path, os.O_RDONLY)
+        other = proc.mmap(ARENA + PMD, 64 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, other, 50)
+        assert rss(proc, other) == 64
+        proc.madvise(addr + 10 * PAGE, 10 * PAGE, vmkit.MADV_PAGEOUT)
+        assert (rss(proc, addr), rss(proc, other), len(cached(proc, addr, 64))) == (0, 0, 64)
+
+    def test_dirty_pages_kept_get_pg_reclaim(self, proc: Process, file_path: str) -> None:
+        """A dirty page PAGEOUT could not evict gets PG_reclaim, the bit PG_readahead shares, so
+        fault-around skips it: a fault at page 12 maps page 12 alone."""
+        addr = self.mapped_file(proc, file_path, False, False)
+        proc.madvise(addr + 10 * PAGE, 10 * PAGE, vmkit.MADV_PAGEOUT)
+        read_page(proc, addr, 12)
+        assert rss(proc, addr) == 55
+
+
 class TestReadahead:
     def test_read_around_on_a_miss(self, proc: Process, file_path: str) -> None:
         """A miss reads ra_pages (2048) around the page, from ra_pages/2 before it and not below 0
@@ -281,14 +475,14 @@ class TestReadahead:
                           sparse(proc, file_path + "-2", 3000), 0)
         try:
             read_page(proc, other, 100)
-            assert cached(proc, other, 3000) == list(range(0, 2048))
+            assert cached(proc, other, 3000) == list(range(2048))
         finally:
             proc.unlink(file_path + "-2")
 
     @pytest.mark.parametrize(("advice", "page", "expected"), [
         (vmkit.MADV_RANDOM, 2000, [2000]),
         (vmkit.MADV_SEQUENTIAL, 2000, list(range(2000, 3000))),
-        (vmkit.MADV_SEQUENTIAL, 0, list(range(0, 2048))),
+        (vmkit.MADV_SEQUENTIAL, 0, list(range(2048))),
     ], ids=["random", "sequential", "sequential-at-0"])
     def test_madvise_hints(self, proc: Process, file_path: str, advice: int, page: int,
                            expected: list[int]) -> None:
@@ -311,6 +505,39 @@ class TestReadahead:
         read_page(proc, addr, 1030)
         assert rss(proc, addr) == 16 + 15
 
+    def test_a_fault_on_the_mark_reads_the_next_window_ahead(self, proc: Process,
+                                                             file_path: str) -> None:
+        """Read-around [0, 2048) marks page 1536; fault-around skips it; a fault on it starts
+        asynchronous readahead of the next window (page_cache_async_ra), then maps its window."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        read_page(proc, addr, 100)
+        read_page(proc, addr, 1540)
+        assert rss(proc, addr) == 16 + 15
+        assert cached(proc, addr, 3000) == list(range(2048))
+        read_page(proc, addr, 1536)
+        assert rss(proc, addr) == 32
+        assert cached(proc, addr, 3000) == list(range(3000))
+
+    def test_sequential_windows_move_on_with_larger_folios(self, proc: Process,
+                                                           file_path: str) -> None:
+        """MADV_SEQUENTIAL: each fault on a mark reads the next 2048 pages, in folios 4 times
+        larger each step (order 0, then 2, then 4): a window that cuts a folio of the second
+        step maps it whole."""
+        fd = sparse(proc, file_path, 6000)
+        addr = proc.mmap(ARENA, 6000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr, 6000 * PAGE, vmkit.MADV_SEQUENTIAL)
+        read_page(proc, addr, 0)
+        assert cached(proc, addr, 6000) == list(range(2048))
+        read_page(proc, addr, 1024)
+        assert cached(proc, addr, 6000) == list(range(4096))
+        view = proc.mmap(ARENA + 2 * PMD + 2 * PAGE, 64 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd,
+                         2048 * PAGE)
+        read_page(proc, view, 20)  # window: file pages 2062..2077, in folios 2060..2079
+        assert rss(proc, view) == 20
+        read_page(proc, addr, 2048)
+        assert cached(proc, addr, 6000) == list(range(6000))
+
     def test_write_faults_read_ahead_too(self, proc: Process, file_path: str) -> None:
         """A shared write fault on an uncached page reads around as a read fault does, then maps
         only its page."""
@@ -320,6 +547,15 @@ class TestReadahead:
         assert cached(proc, addr, 40) == list(range(40))
         assert rss(proc, addr) == 1
 
+    def test_willneed_reads_at_most_2048_pages(self, proc: Process, file_path: str) -> None:
+        """MADV_WILLNEED on a disk file reads the range below EOF, at most max(io_pages,
+        ra_pages) = 2048 pages (mm/readahead.c force_page_cache_ra), and maps nothing."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr + 100 * PAGE, 2900 * PAGE, vmkit.MADV_WILLNEED)
+        assert cached(proc, addr, 3000) == list(range(100, 2148))
+        assert rss(proc, addr) == 0
+
     def test_tmpfs_has_no_readahead(self, proc: Process, shm_path: str) -> None:
         """shmem_fault allocates the faulting page only."""
         fd = sparse(proc, shm_path, 40)
@@ -327,6 +563,66 @@ class TestReadahead:
         read_page(proc, addr, 20)
         assert cached(proc, addr, 40) == [20]
         assert rss(proc, addr) == 1
+
+
+class TestReadReadahead:
+    """read(2) reads ahead too (mm/filemap.c filemap_get_pages, mm/readahead.c page_cache_sync_ra,
+    page_cache_async_ra); the Process pread issues the native backend's pread(2) calls."""
+
+    def test_reads_of_a_tmpfs_hole_allocate_nothing(self, proc: Process, shm_path: str) -> None:
+        """shmem_file_read_iter reads a hole as zeros without adding a page (SGP_READ)."""
+        fd = sparse(proc, shm_path, 40)
+        assert proc.pread(fd, 10, 5 * PAGE) == bytes(10)
+        addr = proc.mmap(ARENA, 40 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        assert cached(proc, addr, 40) == []
+
+    def test_windows_ramp_up_and_align(self, proc: Process, file_path: str) -> None:
+        """A read at page 0 opens a 4-page window marked at page 1; each read of the mark moves
+        the window on, 4 times larger (then 2 times), its end aligned down to the new folio order:
+        [0, 4), [4, 20), [20, 80), [80, 320)."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        seen = []
+        for page in (0, 1, 4, 20):
+            proc.pread(fd, 1, page * PAGE)
+            seen.append(len(cached(proc, addr, 3000)))
+        assert seen == [4, 20, 80, 320]
+        assert cached(proc, addr, 3000) == list(range(320))
+
+    def test_a_small_random_read_reads_only_itself(self, proc: Process, file_path: str) -> None:
+        """Away from page 0 and from the previous read, a small read is standalone; the read
+        right after it opens a window (index - prev_index <= 1)."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.pread(fd, 10, 100 * PAGE)
+        assert cached(proc, addr, 3000) == [100]
+        proc.pread(fd, 10, 101 * PAGE)
+        assert cached(proc, addr, 3000) == list(range(100, 105))
+        proc.pread(fd, 40 * PAGE, 1000 * PAGE)
+        assert cached(proc, addr, 3000) == list(range(100, 105)) + list(range(1000, 1040))
+
+    @pytest.mark.parametrize(("pages", "expected"), [(40, 256), (300, 1536)])
+    def test_a_large_first_read(self, proc: Process, file_path: str, pages: int,
+                                expected: int) -> None:
+        """A read of 40 pages at 0 opens a 256-page window (get_init_ra_size); 300 pages are two
+        pread(2) calls (255 + 45 pages), the second reaching the first window's mark."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        assert len(proc.pread(fd, pages * PAGE, 0)) == pages * PAGE
+        assert cached(proc, addr, 3000) == list(range(expected))
+
+    def test_a_sequential_fault_after_a_read_opens_a_window(self, proc: Process,
+                                                           file_path: str) -> None:
+        """f_ra.prev_pos is shared with mmap: a MADV_SEQUENTIAL fault on the page after the last
+        read opens a window with PG_readahead half-way (page 1124), which fault-around skips."""
+        fd = sparse(proc, file_path, 3000)
+        addr = proc.mmap(ARENA, 3000 * PAGE, vmkit.PROT_READ, PRIVATE_FIXED, fd, 0)
+        proc.madvise(addr, 3000 * PAGE, vmkit.MADV_SEQUENTIAL)
+        proc.pread(fd, PAGE, 99 * PAGE)
+        read_page(proc, addr, 100)
+        assert cached(proc, addr, 3000) == list(range(99, 2148))
+        read_page(proc, addr, 1130)
+        assert rss(proc, addr) == 13 + 15  # pages 99..111, then 1120..1135 but 1124
 
 
 class TestPageCacheDirt:

@@ -14,7 +14,7 @@ import pytest
 import vmkit
 from vmkit.process import Process
 
-from helpers import smaps_of
+from helpers import smaps_of, vmas_in
 
 
 def test_mlockall_current_faults_in_the_vdso_pages(proc: Process) -> None:
@@ -297,3 +297,17 @@ def test_a_refused_stack_growth_still_gives_the_vma_an_anon_vma(proc: Process) -
         proc.read(stack - (64 << 20), 1)
     child = proc.fork()
     assert child.mincore(stack, 4096) == b"\x01"
+
+
+def test_a_failed_map_fixed_leaves_the_old_vma_split(proc: Process) -> None:
+    """__mmap_region splits the VMAs it replaces (vms_gather_munmap_vmas) before may_expand_vm;
+    when RLIMIT_AS then refuses (ENOMEM), vms_abort_munmap_vmas puts them back, still split."""
+    arena = 0x200000000
+    proc.mmap(arena, 0x2E000, vmkit.PROT_READ, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+    proc.setrlimit(9, (0x1000, 0x40000000))  # RLIMIT_AS far below what the process has
+    with pytest.raises(OSError) as e:
+        proc.mmap(arena + 0x2D000, 0x27000, vmkit.PROT_READ | vmkit.PROT_WRITE,
+                  vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+    assert e.value.errno == errno.ENOMEM
+    assert vmas_in(proc, arena, arena + 0x100000) == [
+        (arena, arena + 0x2D000, "r--p"), (arena + 0x2D000, arena + 0x2E000, "r--p")]

@@ -14,24 +14,31 @@ Rules:
   ``fault_around_bytes`` (64 KiB, 16 pages) aligned on 16 page-table entries, moved up to start at
   the VMA's start if it began before, then cut at the VMA's end and at the end of the page table.
   Only pages below EOF, in the page cache, without PG_readahead, and with an empty entry (no page,
-  no guard marker) are mapped, read-only.  When the window's page table does not exist yet and
-  the first such folio reaches the last page of the file, nothing is mapped (6.18 installs the
-  table in ``filemap_map_pmd`` only for a folio it may map large).  A large folio (ext4) is mapped whole when it lies
-  inside the VMA and inside one page table and ends below the last page of the file (tmpfs would
-  be exempt: it has no large folios here); else only its pages inside the window are.  Write faults
-  and anonymous memory never fault around.
-* A page-cache miss of a disk file reads ahead (``do_sync_mmap_readahead``), then the fault is
-  retried (VM_FAULT_RETRY), so the retried read fault maps the window from the now-filled cache:
+  no guard marker) are mapped, read-only.  When the window's page table does not exist and the
+  first such folio reaches the last page of the file, nothing is mapped (6.18 installs the table
+  in ``filemap_map_pmd`` only for a folio it may map large).  A large folio (ext4) is mapped whole
+  when it lies inside the VMA and inside one page table and ends below the last page of the file
+  (tmpfs would be exempt: it has no large folios here); else only its pages inside the window
+  are.  Write faults and anonymous memory never fault around.
+* A page-cache miss of a disk file reads ahead (``do_sync_mmap_readahead``, with the window
+  arithmetic of :mod:`vmkit.sim.readahead`), then the fault is retried (VM_FAULT_RETRY), so the
+  retried read fault maps the window from the now-filled cache:
   - VM_RAND_READ (MADV_RANDOM): no readahead, only the faulting page is read;
-  - VM_SEQ_READ (MADV_SEQUENTIAL): ``page_cache_sync_ra`` of ``ra_pages``: at page 0 the initial
-    window [0, ra_pages) with PG_readahead at ra_pages / 2; elsewhere [index, index + ra_pages)
-    without a mark (the struct file has read nothing: no sequential history);
+  - VM_SEQ_READ (MADV_SEQUENTIAL): ``page_cache_sync_ra`` of ``ra_pages``: a new window at page
+    0 or right after the last read(2) ([index, index + ra_pages), PG_readahead half-way), else a
+    standalone read of [index, index + ra_pages);
   - otherwise read-around: [index - ra_pages / 2, + ra_pages) (from 0 at most), PG_readahead on
     the page at 3/4 of the window; after more than 100 misses not repaid by fault-around hits
     (``mmap_miss`` of the struct file) no readahead at all.
   Readahead stops at EOF, skips cached pages, and creates order-0 folios.  ``ra_pages`` is
   ``read_ahead_kb / 4`` (8 MiB on our machines: 2048 pages).
+* A fault that finds the page carrying PG_readahead (which fault-around skipped) reads the next
+  window ahead (``page_cache_async_ra``): the window moves past the current one, its folios are 4
+  times larger than the last window's (order + 2), its end is aligned down to that size, and the
+  new mark is on its first folio; the fault is then retried.  Each hit in ``filemap_fault``
+  repays one ``mmap_miss``.
 * tmpfs and shmem have no readahead (``shmem_fault`` allocates the faulting page only).
+* read(2) reads ahead by the same window state (:func:`vmkit.sim.readahead.filemap_read`).
 * ``finish_fault`` maps the whole large folio of the faulting page when it lies inside the VMA and
   one page table, does not extend past the page holding EOF, and none of its entries is used;
   else just the faulting page.  A private write fault maps a private copy of the page only.
@@ -42,9 +49,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vmkit.errors import BusError
-from vmkit.sim import abi
+from vmkit.sim import abi, readahead
 from vmkit.sim.frames import pool
-from vmkit.sim.vmflags import VM_HUGEPAGE, VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_WRITE
+from vmkit.sim.vmflags import (
+    VM_HUGEPAGE,
+    VM_RAND_READ,
+    VM_SEQ_READ,
+    VM_SHARED,
+    VM_WRITE,
+)
 
 if TYPE_CHECKING:
     from vmkit.sim.fs import Inode, OpenFile
@@ -95,7 +108,7 @@ def _first_folio(inode: Inode, start: int, end: int) -> tuple[int, int] | None:
     while index <= end:
         if index in inode.cache:
             head, nr = inode.folio_of(index)
-            if index not in inode.ra_marks:
+            if head not in inode.ra_marks:
                 return head, nr
             index = head + nr
         else:
@@ -129,8 +142,7 @@ def filemap_map_pages(mm: MemoryManager, vma: Vma, start: int, end: int) -> None
     if first_folio is None:
         return
     head, nr = first_folio
-    if (_vpn_of(vma, start) >> 9 not in pt.blocks  # type: ignore[attr-defined]
-            and not _can_map_large(inode, head, nr, file_end)):
+    if mm.pmd_none(_vpn_of(vma, start) >> 9) and not _can_map_large(inode, head, nr, file_end):
         # pmd_none: only filemap_map_pmd installs the PTE table, and it is skipped when the first
         # folio may not be mapped large (it reaches EOF); pte_offset_map_lock then finds no table
         return
@@ -140,7 +152,7 @@ def filemap_map_pages(mm: MemoryManager, vma: Vma, start: int, end: int) -> None
             continue
         head, nr = inode.folio_of(index)
         folio_last = head + nr - 1
-        if index in inode.ra_marks:  # next_uptodate_folio skips PG_readahead folios
+        if head in inode.ra_marks:  # next_uptodate_folio skips PG_readahead folios
             index = folio_last + 1
             continue
         _check_folio(inode, index, nr)
@@ -166,10 +178,7 @@ def do_sync_mmap_readahead(mm: MemoryManager, vma: Vma, file: OpenFile, index: i
     if vma.flags & VM_RAND_READ or not window:
         return
     if vma.flags & VM_SEQ_READ:
-        if index == 0:  # page_cache_sync_ra: the initial window, get_init_ra_size(ra_pages)
-            inode.readahead(0, window, mark=window - window // 2)
-        else:  # a standalone miss: do_page_cache_ra(ra_pages, 0)
-            inode.readahead(index, window)
+        readahead.page_cache_sync_ra(inode, file, index, window, window)
         return
     mmap_miss = file.mmap_miss
     if mmap_miss < MMAP_LOTSAMISS * 10:
@@ -177,26 +186,29 @@ def do_sync_mmap_readahead(mm: MemoryManager, vma: Vma, file: OpenFile, index: i
         file.mmap_miss = mmap_miss
     if mmap_miss > MMAP_LOTSAMISS:
         return
-    start = max(0, index - window // 2)
-    inode.readahead(start, window, mark=start + window - window // 4)
+    readahead.read_around(inode, file, index, window)
 
 
-def do_async_mmap_readahead(vma: Vma, file: OpenFile, index: int) -> None:
+def do_async_mmap_readahead(mm: MemoryManager, vma: Vma, file: OpenFile, index: int) -> bool:
     """``do_async_mmap_readahead`` for a page-cache hit in ``filemap_fault``: one ``mmap_miss``
-    is repaid; a PG_readahead page would start asynchronous readahead (not modelled)."""
-    if vma.flags & VM_RAND_READ:
-        return
+    is repaid; a folio carrying PG_readahead starts asynchronous readahead
+    (``page_cache_async_ra``), and the fault is then retried (True)."""
+    window = ra_pages(mm)
+    if vma.flags & VM_RAND_READ or not window:
+        return False
     if file.mmap_miss:
         file.mmap_miss -= 1
-    if index in file.inode.ra_marks:
-        raise NotImplementedError("vmkit.sim does not model asynchronous readahead "
-                                  "(page_cache_async_ra) of a fault on a PG_readahead page")
+    head, _ = file.inode.folio_of(index)
+    if head not in file.inode.ra_marks:
+        return False
+    readahead.page_cache_async_ra(file.inode, file, index, window, window)
+    return True
 
 
 def filemap_fault(mm: MemoryManager, vma: Vma, addr: int, tried: bool) -> int | None:
     """``filemap_fault`` / ``shmem_fault``: the cache frame of the page at ``addr``, or None for
-    VM_FAULT_RETRY (a disk file's miss: the page was read in, with readahead).  SIGBUS at or past
-    EOF."""
+    VM_FAULT_RETRY (a disk file's miss: the page was read in, with readahead; or a hit that
+    started asynchronous readahead).  SIGBUS at or past EOF."""
     assert vma.file is not None
     file = vma.file
     inode = file.inode
@@ -207,8 +219,8 @@ def filemap_fault(mm: MemoryManager, vma: Vma, addr: int, tried: bool) -> int | 
     if inode.is_shmem or not inode.mount.has_disk:
         return frame if frame is not None else inode.get_page(index)
     if frame is not None:
-        if not tried:
-            do_async_mmap_readahead(vma, file, index)
+        if not tried and do_async_mmap_readahead(mm, vma, file, index):
+            return None
         return frame
     do_sync_mmap_readahead(mm, vma, file, index)
     inode.get_page(index)  # __filemap_get_folio(FGP_CREAT) + filemap_read_folio

@@ -124,6 +124,10 @@ class Inode:
             return index in self.dirty
         return any(i in self.dirty for i in range(head, head + nr))
 
+    def add_folio(self, index: int, nr: int) -> None:
+        """Adds a folio of ``nr`` pages at ``index`` (none of them cached)."""
+        self._add_folio(index, nr)
+
     def _add_folio(self, index: int, nr: int) -> None:
         """``filemap_add_folio`` of a new zero-filled (or read-in) folio of ``nr`` pages at ``index``."""
         for i in range(index, index + nr):
@@ -313,6 +317,13 @@ class OpenFile:
     flags: int
     #: ``f_ra.mmap_miss``: page-cache misses of mmap faults not yet repaid by fault-around hits.
     mmap_miss: int = 0
+    #: ``f_ra``'s window: ``start``, ``size``, ``async_size`` (pages) and folio ``order``.
+    ra_start: int = 0
+    ra_size: int = 0
+    ra_async: int = 0
+    ra_order: int = 0
+    #: ``f_ra.prev_pos``: the byte after the last read(2), -1 before any.
+    ra_prev_pos: int = -1
 
     @property
     def readable(self) -> bool:

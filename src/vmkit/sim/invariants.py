@@ -11,7 +11,8 @@ What must always hold (gVisor's mm tests check the same kind of thing):
 * every page-table entry lies inside a VMA and names a live frame; a VMA's anon_vma is in its chain;
 * every frame's map count equals the number of page-table entries, over all processes, that map it;
 * the indexes are sound: the VMA set's gap bounds cover its gaps, the page table's per-block
-  entry counts are exact.
+  entry counts are exact;
+* each page cache's large folios and PG_readahead marks are consistent with its pages.
 
 Not checked: "maximally merged".  Linux itself leaves mergeable neighbours apart (fork children,
 moves of faulted VMAs), so only the differential tests against the real kernel can judge merging.
@@ -27,6 +28,7 @@ from vmkit.sim.mm import GUARD, MemoryManager
 from vmkit.sim.vmflags import VM_LOCKED
 
 if TYPE_CHECKING:
+    from vmkit.sim.fs import Inode
     from vmkit.sim.kernel import Kernel
 
 
@@ -98,9 +100,30 @@ def check_counters(mm: MemoryManager) -> None:
         raise InvariantError(f"total_vm is {total} without any VMA")
 
 
+def check_page_cache(inode: Inode) -> None:
+    """The page cache's folio records: each large folio covers cached pages that all name it as
+    their head, no page names a head that is not a folio, and PG_readahead marks sit on cached
+    folio heads."""
+    for head, nr in inode.folios.items():
+        for index in range(head, head + nr):
+            if inode.folio_head.get(index) != head or index not in inode.cache:
+                raise InvariantError(f"{inode.path}: page {index} of folio {head}+{nr} is not part of it")
+    for index, head in inode.folio_head.items():
+        if head not in inode.folios:
+            raise InvariantError(f"{inode.path}: page {index} names folio {head}, which is not one")
+    for index in inode.ra_marks:
+        if index not in inode.cache or inode.folio_of(index)[0] != index:
+            raise InvariantError(f"{inode.path}: PG_readahead on {index}, not a cached folio head")
+
+
 def check_kernel(kernel: Kernel) -> None:
-    """Checks every live address space and the frames' map counts."""
+    """Checks every live address space, the page caches and the frames' map counts."""
     maps: Counter[int] = Counter()
+    inodes = {id(inode): inode for inode in kernel.fs.entries.values()}
+    for task in kernel.tasks.values():
+        inodes.update((id(v.file.inode), v.file.inode) for v in task.mm.vmas if v.file is not None)
+    for inode in inodes.values():
+        check_page_cache(inode)
     for task in kernel.tasks.values():
         maps.update(check_mm(task.mm))
     frames = pool()

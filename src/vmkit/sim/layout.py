@@ -133,9 +133,9 @@ def _layout_files(task: Task, maps: str) -> dict[tuple[str, int], OpenFile]:
             inode.size = extent
             files[key] = OpenFile(inode, os.O_RDWR)
         elif name.startswith("/") and not name.endswith(" (deleted)") and not name.startswith("/SYSV"):
-            inode = kernel.fs.entries.get(name)
-            if inode is not None:
-                files[key] = OpenFile(inode, os.O_RDWR if key in writable else os.O_RDONLY)
+            found = kernel.fs.entries.get(name)
+            if found is not None:
+                files[key] = OpenFile(found, os.O_RDWR if key in writable else os.O_RDONLY)
     return files
 
 

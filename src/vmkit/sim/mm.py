@@ -82,6 +82,10 @@ class MemoryManager:
         self.vsyscall = True
         #: The owning task's limits and credentials, consulted by may_expand_vm & co.
         self.task: object = None
+        #: Blocks of 512 pages (one PTE table each) whose table exists but holds no entry: Linux
+        #: keeps a table that zapping emptied until ``free_pgtables`` (munmap) or the PT_RECLAIM
+        #: of a MADV_DONTNEED covering the whole block frees it.
+        self.empty_tables: set[int] = set()
 
     @property
     def map_count(self) -> int:
@@ -461,9 +465,22 @@ class MemoryManager:
         """Removes [start, end): splits the end VMAs, zaps pages, fixes counters.  Returns the pages
         removed.  ENOMEM if a VMA must split in three at the map-count limit
         (``vms_gather_munmap_vmas``)."""
+        if not self.split_range_ends(start, end):
+            return 0
+        removed = 0
+        for vma in self.vmas.overlapping(start, end):
+            removed += vma.pages
+            self.remove_vma(vma)
+        self.free_pgtables(start, end)
+        return removed
+
+    def split_range_ends(self, start: int, end: int) -> bool:
+        """The splits of ``vms_gather_munmap_vmas``: the VMAs across ``start`` and ``end`` are cut
+        there (ENOMEM if one must split in three at the map-count limit).  A caller that fails
+        later (``vms_abort_munmap_vmas``) leaves them split.  False if nothing overlaps."""
         vmas = self.vmas.overlapping(start, end)
         if not vmas:
-            return 0
+            return False
         first, last = vmas[0], vmas[-1]
         if first.start < start:
             if end < first.end and self.map_count >= self.kernel.max_map_count:
@@ -471,11 +488,7 @@ class MemoryManager:
             self.__split_vma(first, start, new_below=True)
         if last.end > end:
             self.__split_vma(last, end, new_below=False)
-        removed = 0
-        for vma in self.vmas.overlapping(start, end):
-            removed += vma.pages
-            self.remove_vma(vma)
-        return removed
+        return True
 
     def remove_vma(self, vma: Vma) -> None:
         """Unmaps a whole VMA: its pages, counters, anon identity."""
@@ -530,10 +543,34 @@ class MemoryManager:
         first, last = old_addr >> 12, (old_addr + length) >> 12
         shift = (new_addr - old_addr) >> 12
         pt = self.pt
+        tables = self._moved_tables(old_addr, new_addr, length)
         vpns = pt.vpns(first, last)  # type: ignore[attr-defined]
         moved = {vpn + shift: pt.pop(vpn) for vpn in vpns}
         pt.update(moved)
+        for old_block, new_block, whole in tables:
+            if whole:  # move_normal_pmd: the table itself moved
+                self.empty_tables.discard(old_block)
+            elif old_block not in pt.blocks:  # type: ignore[attr-defined]
+                self.empty_tables.add(old_block)  # move_ptes left the source table, maybe empty
+            if new_block not in pt.blocks:  # type: ignore[attr-defined]
+                self.empty_tables.add(new_block)
         return length
+
+    def _moved_tables(self, old_addr: int, new_addr: int, length: int) -> list[tuple[int, int, bool]]:
+        """The extents of ``move_page_tables`` (``get_extent``: cut at both sides' PMD boundaries)
+        whose source block has a PTE table: (source block, destination block, whether the whole
+        table moves, as ``move_normal_pmd`` does for a PMD-sized extent into an empty PMD).  Every
+        other such extent gets a destination table (``pte_alloc``) and keeps its source table."""
+        out: list[tuple[int, int, bool]] = []
+        pos = 0
+        while pos < length:
+            old, new = old_addr + pos, new_addr + pos
+            extent = min(PMD_SIZE - (old & (PMD_SIZE - 1)), PMD_SIZE - (new & (PMD_SIZE - 1)),
+                         length - pos)
+            if not self.pmd_none(old >> 21):
+                out.append((old >> 21, new >> 21, extent == PMD_SIZE and self.pmd_none(new >> 21)))
+            pos += extent
+        return out
 
     # --- pages ----------------------------------------------------------------------------------
 
@@ -542,6 +579,8 @@ class MemoryManager:
         if pte is None or (pte == GUARD and keep_guard):
             return
         del self.pt[vpn]
+        if vpn >> 9 not in self.pt.blocks:  # type: ignore[attr-defined]
+            self.empty_tables.add(vpn >> 9)
         if pte == GUARD:
             return
         frame = pte >> 2
@@ -549,6 +588,27 @@ class MemoryManager:
             frames = pool()
             frames.mapcount[frame] -= 1
             frames.put(frame)
+
+    def pmd_none(self, block: int) -> bool:
+        """Whether the 2 MiB block ``block`` has no PTE table (``pmd_none``)."""
+        return block not in self.pt.blocks and block not in self.empty_tables  # type: ignore[attr-defined]
+
+    def free_pgtables(self, start: int, end: int) -> None:
+        """``free_pgtables`` after unmapping [start, end): the empty PTE tables of blocks that no
+        VMA overlaps any more are freed."""
+        first, last = start >> 21, (end - 1) >> 21
+        for block in [b for b in self.empty_tables if first <= b <= last]:
+            if not self.vmas.overlapping(block << 21, (block + 1) << 21):
+                self.empty_tables.discard(block)
+
+    def reclaim_pt(self, start: int, end: int) -> None:
+        """PT_RECLAIM of a MADV_DONTNEED zap (``reclaim_pt_is_enabled``: at least PMD_SIZE): the
+        tables of blocks wholly inside [start, end) that the zap left empty are freed."""
+        if end - start < PMD_SIZE:
+            return
+        first, last = (start + PMD_SIZE - 1) >> 21, (end >> 21) - 1
+        for block in [b for b in self.empty_tables if first <= b <= last]:
+            self.empty_tables.discard(block)
 
     def zap_range(self, start: int, end: int, keep_guard: bool = False) -> None:
         """Drops the page-table entries of [start, end) (``zap_page_range_single``)."""
@@ -840,7 +900,12 @@ class MemoryManager:
             # vma_needs_copy: page tables are copied only where the child could not refault the
             # same pages: VMAs with anonymous pages (anon_vma) or PFN maps; others refault later
             needs_copy = vma.anon_vma is not None or vma.flags & (VM_PFNMAP | VM_MIXEDMAP)
-            for vpn in self.pt.vpns(vma.start >> 12, vma.end >> 12):  # type: ignore[attr-defined]
+            vpns = self.pt.vpns(vma.start >> 12, vma.end >> 12)  # type: ignore[attr-defined]
+            if needs_copy:  # copy_pte_range makes the child a table wherever the parent has one
+                lo, hi = vma.start >> 21, (vma.end - 1) >> 21
+                for block in {v >> 9 for v in vpns} | {b for b in self.empty_tables if lo <= b <= hi}:
+                    child.empty_tables.add(block)
+            for vpn in vpns:
                 pte = self.pt.get(vpn)
                 if pte == GUARD:  # guard markers are always inherited
                     child.pt[vpn] = GUARD
@@ -865,6 +930,7 @@ class MemoryManager:
         for vma in list(self.vmas):
             self.remove_vma(vma)
         self.pt.clear()
+        self.empty_tables.clear()
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -893,6 +959,8 @@ class MemoryManager:
         for vpn in pt.vpns(first, last):  # type: ignore[attr-defined]
             if pt.get(vpn) == GUARD:
                 del pt[vpn]
+                if vpn >> 9 not in pt.blocks:  # type: ignore[attr-defined]
+                    self.empty_tables.add(vpn >> 9)
 
     def unmap_file_pages(self, vma: Vma, start: int, end: int) -> None:
         """``unmap_mapping_range(..., even_cows=0)`` within one VMA: page-cache pages leave the page
@@ -934,7 +1002,9 @@ class MemoryManager:
         pages (shmem included) mapped by this entry alone leave the page table (``try_to_unmap``),
         and clean ones also leave the page cache (``__remove_mapping``): a disk file's written-back
         pages, and shmem pages never written (a read fault allocates a clean zeroed folio); dirty
-        pages stay cached (shmem's are never cleaned: ``shmem_writeout`` without swap redirties).  ``file_pages`` False (``pageout_anon_only_filter``) leaves page-cache pages
+        pages stay cached (shmem's are never cleaned: ``shmem_writeout`` without swap redirties;
+        :meth:`_reclaim_cache_page`; large folios: :meth:`_pageout_large_folio`).
+        ``file_pages`` False (``pageout_anon_only_filter``) leaves page-cache pages
         alone.  Pages mapped elsewhere too are skipped (``folio_maybe_mapped_shared``)."""
         lru_add_drain(self.kernel)
         if vma.file is None or not file_pages:
@@ -945,33 +1015,98 @@ class MemoryManager:
         for vpn, pte in self.present_pages(start, end):  # try_to_unmap moves dirty bits first
             if not pte & PTE_ANON and pte >> 2 != ZERO_FRAME and frames.dirty[pte >> 2]:
                 inode.mark_dirty(vma.pgoff_at(vpn << 12))
-        for vpn, pte in list(self.present_pages(start, end)):
+        done: set[int] = set()
+        for vpn in [v for v, _ in self.present_pages(start, end)]:
+            entry = self.pt.get(vpn)
+            if entry is None or entry == GUARD:
+                continue  # unmapped by a split earlier in the walk
+            pte = entry
             frame = pte >> 2
-            if pte & PTE_ANON or frame == ZERO_FRAME or frames.mapcount[frame] != 1:
+            if pte & PTE_ANON or frame == ZERO_FRAME:
                 continue
             index = vma.pgoff_at(vpn << 12)
             head, nr = inode.folio_of(index)
-            if head < first or head + nr - 1 > last:
-                inode.split_folio(index)  # a large folio partly in the range is split first
+            if nr > 1:
+                if head not in done:
+                    done.add(head)
+                    self._pageout_large_folio(vma, inode, head, nr, first, last)
+                continue
+            if frames.mapcount[frame] != 1:
+                continue
             self.zap_pte(vpn)
-            if frames.dirty[frame]:
-                inode.mark_dirty(index)  # the PTE's dirty bit passes to the folio
-            if (not inode.folio_dirty(index) and not frames.dirty[frame]
-                    and inode.cache.get(index) == frame and frames.refs[frame] == 1):
+            self._reclaim_cache_page(inode, index, frame)
+
+    def _reclaim_cache_page(self, inode: Inode, index: int, frame: int) -> None:
+        """``shrink_folio_list`` for an unmapped page-cache page: a clean one (a disk file's written
+        back page, a shmem page never written) leaves the cache; a dirty one stays, for a disk file
+        with PG_reclaim set (``folio_set_reclaim``, the bit PG_readahead shares: fault-around then
+        skips the page)."""
+        frames = pool()
+        if frames.dirty[frame]:
+            inode.mark_dirty(index)  # the PTE's dirty bit passes to the folio
+        if not inode.folio_dirty(index) and not frames.dirty[frame]:
+            if inode.cache.get(index) == frame and frames.refs[frame] == 1:
                 del inode.cache[index]
                 inode.split_folio(index)
                 inode.ra_marks.discard(index)
                 frames.put(frame)
+        elif inode.folio_dirty(index) and inode.mount.has_disk:
+            inode.ra_marks.add(inode.folio_of(index)[0])
+
+    def _pageout_large_folio(self, vma: Vma, inode: Inode, head: int, nr: int, first: int,
+                             last: int) -> None:
+        """MADV_PAGEOUT of a large page-cache folio: one that the range and this VMA's entries
+        cover whole is reclaimed as a unit (all its entries unmapped; evicted if clean, PG_reclaim
+        if dirty), unless it is mapped more than once (``folio_mapcount != folio_nr_pages``).  One
+        covered in part is split (``split_folio``): a dirty ext4 folio cannot be (its buffers
+        cannot be released) and is left alone; a clean one is split into order-0 folios, and the
+        split unmaps it everywhere (``remap_page`` does not map file folios back), so nothing is
+        paged out, unless another process maps it too (``folio_maybe_mapped_shared``): then it is
+        skipped."""
+        frames = pool()
+        base = (vma.start >> 12) - vma.pgoff
+        cache = {inode.cache[i] for i in range(head, head + nr)}
+        whole = head >= first and head + nr - 1 <= last and all(
+            (self.pt.get(base + i, GUARD) >> 2) == inode.cache.get(i) and self.pt.get(base + i) != GUARD
+            for i in range(head, head + nr))
+        if whole and any(frames.mapcount[f] != 1 for f in cache):
+            return
+        if not whole:
+            for task in self.kernel.tasks.values():
+                mm = task.mm
+                if mm is not self and any(not pte & PTE_ANON and pte >> 2 in cache
+                                          for v in mm.file_vmas(inode)
+                                          for _, pte in mm.present_pages(v.start, v.end)):
+                    return
+            if inode.folio_dirty(head) and inode.mount.has_disk:
+                return
+            for task in self.kernel.tasks.values():
+                mm = task.mm
+                for other in mm.file_vmas(inode):
+                    for v, pte in list(mm.present_pages(other.start, other.end)):
+                        if not pte & PTE_ANON and pte >> 2 in cache:
+                            mm.zap_pte(v)
+            inode.split_folio(head)
+            return
+        for i in range(head, head + nr):
+            self.zap_pte(base + i)
+        if not inode.mount.has_disk:
+            return
+        if inode.folio_dirty(head):
+            inode.ra_marks.add(head)
+        elif all(frames.refs[inode.cache[i]] == 1 for i in range(head, head + nr)):
+            for i in range(head, head + nr):
+                frames.put(inode.cache.pop(i))
+            inode.split_folio(head)
+            inode.ra_marks.discard(head)
 
     def collapse_scan_pmd(self, vma: Vma, haddr: int) -> int:
         """``hpage_collapse_scan_pmd`` + ``__collapse_huge_page_isolate`` for MADV_COLLAPSE
         (``cc->is_khugepaged`` false: no limit on empty, zero-page or shared entries, and 6.18 no
         longer wants a writable one).  Returns 0 if the 2 MiB block at ``haddr`` can collapse, else
         the errno ``madvise_collapse_errno`` gives: EINVAL for a block without a page table
-        (SCAN_PMD_NULL) or with a page that is not anonymous.
-
-        The model keeps no page-table pages: a block with no entry at all counts as having no PTE
-        table, although Linux keeps the table after a zap (then it would collapse the empty block)."""
+        (SCAN_PMD_NULL) or with a page that is not anonymous.  A table that zapping emptied still
+        exists (:attr:`empty_tables`), and its empty block collapses."""
         present = False
         pt = self.pt
         for vpn in range(haddr >> 12, (haddr + PMD_SIZE) >> 12):
@@ -983,7 +1118,7 @@ class MemoryManager:
             present = True
             if pte >> 2 != ZERO_FRAME and not pte & PTE_ANON:
                 return errno.EINVAL  # SCAN_PAGE_ANON
-        return 0 if present else errno.EINVAL
+        return 0 if present or not self.pmd_none(haddr >> 21) else errno.EINVAL
 
     def collapse_huge_pmd(self, vma: Vma, haddr: int) -> None:
         """``collapse_huge_page``: a new 2 MiB anonymous folio replaces the block at ``haddr``: every

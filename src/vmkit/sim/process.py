@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from vmkit.errors import ProcessGone, os_error
 from vmkit.flags import caps_to_mask, mask_to_caps
 from vmkit.process import Iov, Process
-from vmkit.sim import procfs, sys_mmap
+from vmkit.sim import procfs, readahead, sys_mmap
 from vmkit.sim.frames import pool
 from vmkit.sim.kernel import Task
 
@@ -36,10 +36,11 @@ def _missing(what: str) -> NotImplementedError:
     return NotImplementedError(f"vmkit.sim does not implement {what} yet")
 
 
-#: ``vmkit.native``'s ``pwrite`` copies the data through the child's scratch area and issues one
-#: pwrite(2) per piece of this size (``vmkit.native._runtime.SCRATCH_SIZE``); the model issues the
-#: same calls, because ext4 sizes the page-cache folios it creates from each write's length.
-PWRITE_PIECE = (1 << 20) - 4096
+#: ``vmkit.native``'s ``pwrite``/``pread`` move the data through the child's scratch area and issue
+#: one pwrite(2)/pread(2) per piece of this size (``vmkit.native._runtime.SCRATCH_SIZE``); the model
+#: issues the same calls, because ext4 sizes the folios a write creates from its length, and
+#: readahead sizes its window from each read's.
+IO_PIECE = (1 << 20) - 4096
 
 
 class SimProcess(Process):
@@ -229,7 +230,19 @@ class SimProcess(Process):
             raise os_error(errno.EINVAL)  # pidfs has no read_iter: !FMODE_CAN_READ (vfs_read)
         if offset < 0:
             raise os_error(errno.EINVAL)
-        return file.inode.read(n, offset)
+        inode = file.inode
+        out = bytearray()
+        while True:  # the same pread(2) calls as vmkit.native: readahead follows each call
+            want = min(n - len(out), IO_PIECE)
+            if inode.kind == "reg" and inode.mount.has_disk:
+                got = readahead.filemap_read(file, want, offset + len(out), self.kernel.read_ahead_kb // 4)
+            elif inode.kind == "reg" and inode.is_shmem:
+                got = readahead.shmem_read(inode, want, offset + len(out))
+            else:
+                got = inode.read(want, offset + len(out))
+            out += got
+            if len(got) < want or len(out) >= n:
+                return bytes(out)
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
         task = self._live()
@@ -245,7 +258,7 @@ class SimProcess(Process):
             data = data[:_check_fsize(task, offset, offset + len(data)) - offset]
         done = 0
         while True:  # the same pwrite(2) calls as vmkit.native: folio sizes follow each call
-            piece = data[done:done + PWRITE_PIECE]
+            piece = data[done:done + IO_PIECE]
             done += file.inode.write(piece, offset + done)
             if done >= len(data):
                 return done

@@ -173,7 +173,7 @@ def madvise_vma_behavior(task: Task, mm: MemoryManager, vma: Vma, start: int, en
         madvise_remove(task.kernel, mm, vma, start, end)
         raise _LockDropped
     if behavior == M.MADV_WILLNEED:
-        if madvise_willneed(vma, start, end):
+        if madvise_willneed(vma, start, end, task.kernel.read_ahead_kb // 4):
             raise _LockDropped
         return vma
     if behavior in (M.MADV_COLD, M.MADV_PAGEOUT):
@@ -302,13 +302,14 @@ def madvise_dontneed_free(mm: MemoryManager, vma: Vma, start: int, end: int, beh
         mm.lazyfree_range(start, end)
         return
     mm.zap_range(start, end, keep_guard=True)
+    mm.reclaim_pt(start, end)  # madvise_dontneed_single_vma: details.reclaim_pt
 
 
-def madvise_willneed(vma: Vma, start: int, end: int) -> bool:
+def madvise_willneed(vma: Vma, start: int, end: int, ra_pages: int) -> bool:
     """``madvise_willneed``: anonymous memory and shmem would be swapped in (no swap: nothing);
     another file gets ``vfs_fadvise(POSIX_FADV_WILLNEED)``, which reads the pages of the range
-    below EOF into the page cache of a disk file (``force_page_cache_readahead``; tmpfs-like files
-    have no readahead).  Returns True when the mmap lock was dropped (the file case)."""
+    below EOF into the page cache of a disk file, at most max(io_pages, ra_pages) of them (2048)
+    (``force_page_cache_ra``; tmpfs-like files have no readahead).  Returns True when the mmap lock was dropped (the file case)."""
     file = vma.file
     if file is None:
         return False
@@ -316,10 +317,10 @@ def madvise_willneed(vma: Vma, start: int, end: int) -> bool:
     if inode.is_shmem:
         return False
     if inode.kind == "reg" and inode.mount.has_disk:
-        first = vma.pgoff_at(start)
-        last = min(vma.pgoff_at(end - 1), inode.pages() - 1)
-        for index in range(first, last + 1):
-            inode.get_page(index)
+        from vmkit.sim.readahead import IO_PAGES, do_page_cache_ra
+
+        # force_page_cache_ra: at most max(io_pages, ra_pages) pages, in 2 MiB chunks
+        do_page_cache_ra(inode, vma.pgoff_at(start), min((end - start) >> 12, max(IO_PAGES, ra_pages)), 0)
     return True
 
 

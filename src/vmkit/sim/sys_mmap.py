@@ -207,9 +207,10 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
     pages = length >> 12
     old = mm.vmas.overlapping(addr, end)
     if old:
-        first = old[0]
-        if first.start < addr < end < first.end and mm.map_count >= kernel.max_map_count:
-            raise os_error(errno.ENOMEM)
+        # vms_gather_munmap_vmas: the old VMAs are split at the range's ends before the checks
+        # below; one of those failing (vms_abort_munmap_vmas) leaves them split
+        mm.split_range_ends(addr, end)
+        old = mm.vmas.overlapping(addr, end)
     old_pages = sum((min(v.end, end) - max(v.start, addr)) >> 12 for v in old)
     if not mm.may_expand_vm(vm_flags, pages - old_pages):
         raise os_error(errno.ENOMEM)
