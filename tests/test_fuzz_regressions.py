@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 
 import pytest
 
@@ -311,3 +312,12 @@ def test_a_failed_map_fixed_leaves_the_old_vma_split(proc: Process) -> None:
     assert e.value.errno == errno.ENOMEM
     assert vmas_in(proc, arena, arena + 0x100000) == [
         (arena, arena + 0x2D000, "r--p"), (arena + 0x2D000, arena + 0x2E000, "r--p")]
+
+
+def test_open_reserves_the_descriptor_before_the_lookup(proc: Process, shm_path: str) -> None:
+    """do_sys_openat2 takes a descriptor (get_unused_fd_flags: EMFILE at RLIMIT_NOFILE) before
+    do_filp_open looks the path up, so a missing file is EMFILE, not ENOENT, when no fd is free."""
+    proc.setrlimit(resource.RLIMIT_NOFILE, (3, 3))  # 0, 1 and 2 are open
+    with pytest.raises(OSError) as e:
+        proc.open(shm_path, os.O_RDONLY)
+    assert e.value.errno == errno.EMFILE

@@ -105,12 +105,16 @@ class Task:
         """``can_do_mlock``: a nonzero RLIMIT_MEMLOCK or CAP_IPC_LOCK."""
         return self.capable("CAP_IPC_LOCK") or self.rlimit_cur("RLIMIT_MEMLOCK") != 0
 
-    def install_fd(self, file: OpenFile) -> int:
+    def unused_fd(self) -> int:
         """``alloc_fd``: the lowest free descriptor, EMFILE at or past the soft RLIMIT_NOFILE
         (fs/file.c)."""
         fd = next(i for i in itertools.count() if i not in self.fds)
         if fd >= self.rlimit_cur("RLIMIT_NOFILE"):
             raise os_error(errno.EMFILE)
+        return fd
+
+    def install_fd(self, file: OpenFile) -> int:
+        fd = self.unused_fd()
         self.fds[fd] = file
         return fd
 

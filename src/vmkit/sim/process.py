@@ -196,7 +196,9 @@ class SimProcess(Process):
         return task.capable("CAP_DAC_OVERRIDE")
 
     def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        """``do_sys_openat2``: the descriptor is reserved (EMFILE) before the path is looked up."""
         task = self._live()
+        task.unused_fd()
         file = self.kernel.fs.open(path, flags, mode, task.cred.euid, self._privileged(task))
         return task.install_fd(file)
 
