@@ -823,7 +823,8 @@ class MemoryManager:
 
     def expand_stack(self, vma: Vma, addr: int) -> bool:
         """``expand_downwards``: grow a GROWSDOWN VMA down to ``addr``'s page, keeping the guard gap
-        from an accessible previous VMA and the stack rlimit."""
+        from an accessible previous VMA and the stack rlimit; past the guard-gap check the VMA gets
+        its anon_vma, so fork copies its entries (zero-page ones included)."""
         address = addr & PAGE_MASK
         if address < self.kernel.min_addr:
             return False
@@ -833,6 +834,8 @@ class MemoryManager:
         if prev is not None and prev is not vma and prev.flags & (VM_READ | VM_WRITE | VM_EXEC):
             if address - prev.end < self.kernel.stack_guard_gap:
                 return False
+        self.anon_vma_prepare(vma)  # "We must make sure the anon_vma is allocated", even if the
+        # limits below then refuse the growth
         grow = (vma.start - address) >> 12
         size = vma.end - address
         task = self.task
