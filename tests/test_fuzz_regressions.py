@@ -321,3 +321,17 @@ def test_open_reserves_the_descriptor_before_the_lookup(proc: Process, shm_path:
     with pytest.raises(OSError) as e:
         proc.open(shm_path, os.O_RDONLY)
     assert e.value.errno == errno.EMFILE
+
+
+def test_stack_growth_gives_the_vma_an_anon_vma(proc: Process) -> None:
+    """expand_downwards runs anon_vma_prepare, so a grown GROWSDOWN VMA whose pages were only read
+    is copied by fork (vma_needs_copy): the child has the zero-page entry (mincore 1)."""
+    arena = 0x200000000
+    proc.mmap(arena + 0x10000, 0x2000, vmkit.PROT_READ | vmkit.PROT_WRITE,
+              vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED | vmkit.MAP_GROWSDOWN)
+    assert proc.read(arena + 0xF000, 7) == bytes(7)
+    child = proc.fork()
+    try:
+        assert child.mincore(arena + 0xF000, 0x3000) == b"\x01\x00\x00"
+    finally:
+        child.terminate()
