@@ -335,3 +335,19 @@ def test_stack_growth_gives_the_vma_an_anon_vma(proc: Process) -> None:
         assert child.mincore(arena + 0xF000, 0x3000) == b"\x01\x00\x00"
     finally:
         child.terminate()
+
+
+def test_fork_copies_the_page_table_of_a_vma_that_may_hold_guard_markers(proc: Process) -> None:
+    """MADV_GUARD_INSTALL sets VM_MAYBE_GUARD, which is in VM_COPY_ON_FORK: vma_needs_copy then
+    copies the VMA's whole page table, so a forked child maps the shared anonymous pages the
+    parent had (RssShmem), where without markers it would refault them (kernel/fork.c, mm/memory.c)."""
+    page = vmkit.PAGE_SIZE
+    a = proc.mmap(None, 4 * page, vmkit.PROT_READ | vmkit.PROT_WRITE, vmkit.MAP_SHARED | vmkit.MAP_ANONYMOUS)
+    proc.write(a, b"x" * 3 * page)
+    child = proc.fork()
+    assert child.status()["RssShmem"] == "0 kB"
+    child.kill(9)
+    child.wait()
+    proc.madvise(a + 3 * page, page, vmkit.MADV_GUARD_INSTALL)
+    child = proc.fork()
+    assert child.status()["RssShmem"] == "12 kB"

@@ -31,7 +31,7 @@ from vmkit.sim.fs import Inode, OpenFile
 from vmkit.sim.pagetable import PageTable
 from vmkit.sim.vma import Vma, VmaSet
 from vmkit.sim.vmflags import (
-    VM_MIXEDMAP, VM_PFNMAP,
+    VM_MAYBE_GUARD, VM_MIXEDMAP, VM_PFNMAP,
     VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IGNORE_MERGE, VM_LOCKED, VM_LOCKED_MASK,
     VM_READ, VM_SHARED, VM_SPECIAL, VM_STACK, VM_WRITE,
 )
@@ -898,8 +898,9 @@ class MemoryManager:
             if vma.flags & VM_WIPEONFORK and vma.anonymous:
                 continue
             # vma_needs_copy: page tables are copied only where the child could not refault the
-            # same pages: VMAs with anonymous pages (anon_vma) or PFN maps; others refault later
-            needs_copy = vma.anon_vma is not None or vma.flags & (VM_PFNMAP | VM_MIXEDMAP)
+            # same pages: VMAs with anonymous pages (anon_vma), and VM_COPY_ON_FORK ones (PFN maps,
+            # VMAs that may hold guard markers); others refault later
+            needs_copy = vma.anon_vma is not None or vma.flags & (VM_PFNMAP | VM_MIXEDMAP | VM_MAYBE_GUARD)
             vpns = self.pt.vpns(vma.start >> 12, vma.end >> 12)  # type: ignore[attr-defined]
             if needs_copy:  # copy_pte_range makes the child a table wherever the parent has one
                 lo, hi = vma.start >> 21, (vma.end - 1) >> 21
@@ -922,6 +923,8 @@ class MemoryManager:
                     child.pt[vpn] = pte
                 elif frame == ZERO_FRAME or not vma.flags & VM_SHARED:
                     child.install(vpn, frame, False, False)
+                else:  # copy_present_pte: a shared page keeps its write permission
+                    child.install(vpn, frame, bool(pte & PTE_WRITE), False)
 
     # --- tear-down ------------------------------------------------------------------------------
 
