@@ -381,3 +381,68 @@ class TestAnonymousIgnoresFd:
         a = proc.mmap(None, PAGE, RW, PRIVATE_ANON, 9999, 0)
         proc.write(a, b"ok")
         assert proc.read(a, 2) == b"ok"
+
+
+class TestPipes:
+    """pipe2(2) and what the memory calls and positioned I/O do with its ends (fs/pipe.c; the
+    checks of do_mmap, ksys_pread64 and ksys_pwrite64)."""
+
+    def test_pipe_gives_the_two_lowest_free_descriptors(self, proc: Process) -> None:
+        assert proc.pipe() == (3, 4)
+        assert proc.pipe(os.O_CLOEXEC | os.O_NONBLOCK | os.O_DIRECT) == (5, 6)
+
+    @pytest.mark.parametrize("flags, expected", [
+        (os.O_RDWR, errno.EINVAL), (os.O_APPEND, errno.EINVAL),
+        (0x80, errno.ENOPKG),  # O_NOTIFICATION_PIPE without CONFIG_WATCH_QUEUE
+        (0x80 | os.O_APPEND, errno.EINVAL),  # unknown flags first
+    ])
+    def test_pipe_flags(self, proc: Process, flags: int, expected: int) -> None:
+        with pytest.raises(OSError) as e:
+            proc.pipe(flags)
+        assert e.value.errno == expected
+        assert proc.pipe() == (3, 4)  # nothing was allocated
+
+    def test_pipe_needs_two_free_descriptors(self, proc: Process) -> None:
+        proc.setrlimit(7, (4, 4))  # RLIMIT_NOFILE: only fd 3 is free
+        with pytest.raises(OSError) as e:
+            proc.pipe()
+        assert e.value.errno == errno.EMFILE
+        assert proc.open("/dev/zero", os.O_RDONLY) == 3  # the first end was given back
+
+    @pytest.mark.parametrize("end, prot, flags, expected", [
+        (0, vmkit.PROT_READ, vmkit.MAP_PRIVATE, errno.ENODEV),  # no ->mmap
+        (0, vmkit.PROT_READ | vmkit.PROT_EXEC, vmkit.MAP_PRIVATE, errno.EPERM),  # pipefs is noexec
+        (0, RW, vmkit.MAP_SHARED, errno.EACCES),  # the read end is not writable
+        (1, vmkit.PROT_READ, vmkit.MAP_PRIVATE, errno.EACCES),  # the write end is not readable
+        (1, vmkit.PROT_WRITE, vmkit.MAP_SHARED, errno.EACCES),
+        (0, vmkit.PROT_READ, vmkit.MAP_SHARED_VALIDATE | vmkit.MAP_SYNC, errno.EOPNOTSUPP),
+    ])
+    def test_mmap_of_a_pipe(self, proc: Process, end: int, prot: int, flags: int, expected: int) -> None:
+        fd = proc.pipe()[end]
+        with pytest.raises(OSError) as e:
+            proc.mmap(None, PAGE, prot, flags, fd, 0)
+        assert e.value.errno == expected
+
+    def test_mmap_of_a_pipe_checks_the_offset_first(self, proc: Process) -> None:
+        read_end, _ = proc.pipe()
+        with pytest.raises(OSError) as e:
+            proc.mmap(None, PAGE, vmkit.PROT_READ, vmkit.MAP_PRIVATE, read_end, (1 << 64) - PAGE)
+        assert e.value.errno == errno.EOVERFLOW
+
+    def test_positioned_io_on_a_pipe(self, proc: Process) -> None:
+        read_end, write_end = proc.pipe()
+        for call, args, expected in ((proc.pread, (read_end, 1, 0), errno.ESPIPE),
+                                     (proc.pread, (write_end, 1, 0), errno.ESPIPE),
+                                     (proc.pwrite, (read_end, b"x", 0), errno.ESPIPE),
+                                     (proc.pwrite, (write_end, b"x", 0), errno.ESPIPE),
+                                     (proc.pread, (read_end, 1, -1), errno.EINVAL),
+                                     (proc.ftruncate, (write_end, 0), errno.EINVAL)):
+            with pytest.raises(OSError) as e:
+                call(*args)
+            assert e.value.errno == expected
+
+    def test_a_negative_offset_is_einval_before_the_fd_is_looked_up(self, proc: Process) -> None:
+        for call, args in ((proc.pread, (99, 1, -1)), (proc.pwrite, (99, b"x", -1))):
+            with pytest.raises(OSError) as e:
+                call(*args)
+            assert e.value.errno == errno.EINVAL

@@ -62,6 +62,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "pwrite": (INTS, st.binary(max_size=8), INTS),
     "memfd_create": (st.just("robust"), INTS),
     "pidfd_open": (INTS,),
+    "pipe": (INTS,),
     "getrlimit": (INTS,),
     "setrlimit": (INTS, st.tuples(INTS, INTS)),
     "setresuid": (INTS, INTS, INTS),

@@ -125,6 +125,10 @@ class Process(abc.ABC):
     @abc.abstractmethod
     def pidfd_open(self, pid: int) -> int: ...
 
+    @abc.abstractmethod
+    def pipe(self, flags: int = 0) -> tuple[int, int]:
+        """pipe2(2): (read end, write end), as ``os.pipe2`` returns them."""
+
     # --- signals, limits, credentials -----------------------------------------------------
     @abc.abstractmethod
     def kill(self, sig: int) -> None: ...

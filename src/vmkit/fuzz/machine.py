@@ -130,6 +130,8 @@ NO_PID = 0x3FFFFFF0
 #: the caller itself on 6.18).
 PMADV = [3, 20, 21, 25] * 3 + [4, 0, 14, 99]
 MFD_FLAGS = [0, 1, 2, 3, 0x4, 0x4, 0x5, 0x4 | (21 << 26), 0x4 | (22 << 26), 0x4 | (30 << 26), 21 << 26, 0x18]
+#: pipe2 flags: the valid ones, O_NOTIFICATION_PIPE (ENOPKG here) and an invalid one (EINVAL).
+PIPE_FLAGS = [0, os.O_CLOEXEC, os.O_NONBLOCK, os.O_DIRECT, 0x80, os.O_RDWR]
 
 
 class DifferentialMachine(RuleBasedStateMachine):
@@ -484,9 +486,16 @@ class DifferentialMachine(RuleBasedStateMachine):
         proc = self.draw_proc(data)
         if not self.privileged and not self.allowed("files.unprivileged"):
             return
-        if data.draw(st.integers(0, 4), label="memfd?") == 0:
+        kind = data.draw(st.integers(0, 9), label="memfd/pipe/path")
+        if kind <= 1:
             flags = MFD_FLAGS if self.allowed("files.hugetlb") else [0, 1, 2, 3]
             fd = self.do(proc, "memfd_create", "fz", data.draw(st.sampled_from(flags), label="memfd flags"))
+        elif kind == 2:
+            ends = self.do(proc, "pipe", data.draw(st.sampled_from(PIPE_FLAGS), label="pipe flags"))
+            for fd in ends if isinstance(ends, tuple) else ():
+                if fd not in self.fds:
+                    self.fds.append(fd)
+            return
         else:
             names = ["f0", "f1", "f2"] + (["shm", "zero"] if self.allowed("files.devices") else [])
             name = data.draw(st.sampled_from(names), label="name")

@@ -26,7 +26,7 @@ SYS = {
     "fork": 57, "exit": 60, "wait4": 61, "kill": 62, "ftruncate": 77, "mkdir": 83, "unlink": 87,
     "getrlimit": 97, "ptrace": 101, "getuid": 102, "setresuid": 117, "setresgid": 119,
     "capget": 125, "capset": 126, "prctl": 157, "setrlimit": 160, "mlock": 149, "munlock": 150,
-    "mlockall": 151, "munlockall": 152, "exit_group": 231, "openat": 257, "mkdirat": 258,
+    "mlockall": 151, "munlockall": 152, "exit_group": 231, "openat": 257, "pipe2": 293, "mkdirat": 258,
     "unlinkat": 263, "prlimit64": 302, "process_vm_readv": 310, "process_vm_writev": 311,
     "memfd_create": 319, "mlock2": 325, "pidfd_send_signal": 424, "pidfd_open": 434,
     "pidfd_getfd": 438, "process_madvise": 440, "process_mrelease": 448,

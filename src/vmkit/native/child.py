@@ -324,6 +324,11 @@ class NativeProcess(Process):
     def pidfd_open(self, pid: int) -> int:
         return self.syscall(SYS["pidfd_open"], pid, 0)
 
+    def pipe(self, flags: int = 0) -> tuple[int, int]:
+        self.syscall(SYS["pipe2"], _SCRATCH, flags)
+        read_end, write_end = struct.unpack("<ii", self._get(8))
+        return read_end, write_end
+
     # --- signals, limits, credentials -----------------------------------------------------------
 
     def kill(self, sig: int) -> None:

@@ -50,6 +50,8 @@ DEVTMPFS = Mount("devtmpfs", "00:06", has_disk=False, refuses_map_sync=False)
 #: pidfs, where pidfds live (``pidfs_init_fs_context`` sets SB_I_NOEXEC).
 PROCFS = Mount("anon_inode", "00:0f", has_disk=False, refuses_map_sync=False, noexec=True)
 HUGETLBFS = Mount("hugetlbfs", "00:10", has_disk=False, refuses_map_sync=False)
+#: pipefs, where pipes live: a pseudo file system (``init_pseudo``: SB_I_NOEXEC).
+PIPEFS = Mount("pipefs", "00:0f", has_disk=False, refuses_map_sync=False, noexec=True)
 
 
 @dataclass(eq=False)
@@ -479,6 +481,11 @@ class FileSystem:
         (S_IRWXUGO) and owned by the creator's fsuid (fs/hugetlbfs/inode.c)."""
         return Inode(HUGETLBFS, next(self._shmem_ino), stat.S_IFREG | 0o777, size=size, uid=uid,
                      path="/anon_hugepage", deleted=True)
+
+    def pipe(self) -> Inode:
+        """The inode of a new pipe (``create_pipe_files``): no ``->mmap`` (ENODEV), no positioned
+        I/O (ESPIPE: FMODE_PREAD/FMODE_PWRITE are not set)."""
+        return Inode(PIPEFS, next(self._ino), 0o010600, kind="pipe", path="pipe:")
 
     def pidfd(self, target: object) -> Inode:
         return Inode(PROCFS, 0, 0o600, kind="pidfd", path="anon_inode:[pidfd]", target=target)

@@ -32,6 +32,10 @@ def _check_fsize(task: Task, pos: int, end: int) -> int:
     return limit
 
 
+#: ``O_NOTIFICATION_PIPE`` (= O_EXCL): a watch-queue pipe.
+O_NOTIFICATION_PIPE = 0x80
+
+
 def _missing(what: str) -> NotImplementedError:
     return NotImplementedError(f"vmkit.sim does not implement {what} yet")
 
@@ -223,15 +227,19 @@ class SimProcess(Process):
         self.kernel.fs.truncate(file.inode, length)
 
     def pread(self, fd: int, n: int, offset: int) -> bytes:
+        """``ksys_pread64``: a negative offset is EINVAL before the fd is even looked up; a file
+        without positioned reads (a pipe) is ESPIPE before its access mode is checked."""
+        if offset < 0:
+            raise os_error(errno.EINVAL)
         file = self._live().file(fd)
+        if file.inode.kind == "pipe":
+            raise os_error(errno.ESPIPE)
         if not file.readable:
             raise os_error(errno.EBADF)
         if file.inode.kind == "dir":
             raise os_error(errno.EISDIR)
         if file.inode.kind == "pidfd":
             raise os_error(errno.EINVAL)  # pidfs has no read_iter: !FMODE_CAN_READ (vfs_read)
-        if offset < 0:
-            raise os_error(errno.EINVAL)
         inode = file.inode
         out = bytearray()
         while True:  # the same pread(2) calls as vmkit.native: readahead follows each call
@@ -247,12 +255,15 @@ class SimProcess(Process):
                 return bytes(out)
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
-        task = self._live()
-        file = task.file(fd)
-        if not file.writable:
-            raise os_error(errno.EBADF)
+        """``ksys_pwrite64``: the checks in pread's order (EINVAL, EBADF, ESPIPE, then access)."""
         if offset < 0:
             raise os_error(errno.EINVAL)
+        task = self._live()
+        file = task.file(fd)
+        if file.inode.kind == "pipe":
+            raise os_error(errno.ESPIPE)
+        if not file.writable:
+            raise os_error(errno.EBADF)
         if file.inode.huge_size or file.inode.kind == "pidfd":
             raise os_error(errno.EINVAL)  # hugetlbfs and pidfs have no write_iter: !FMODE_CAN_WRITE (vfs_write)
         data = bytes(data)
@@ -294,6 +305,26 @@ class SimProcess(Process):
                 raise os_error(errno.ENODEV)
             task.fds[fd] = OpenFile(self.kernel.fs.hugetlb_memfd(name, huge_size, task.cred.euid), 2)
         return fd
+
+    def pipe(self, flags: int = 0) -> tuple[int, int]:
+        """``do_pipe2``: unknown flags EINVAL, O_NOTIFICATION_PIPE ENOPKG (no CONFIG_WATCH_QUEUE on
+        our machines), then two descriptors (EMFILE if the second is not free, the first given
+        back); both ends share one pipefs inode (fs/pipe.c)."""
+        from vmkit.sim.fs import OpenFile
+
+        task = self._live()
+        if flags & ~(os.O_CLOEXEC | os.O_NONBLOCK | os.O_DIRECT | O_NOTIFICATION_PIPE):
+            raise os_error(errno.EINVAL)
+        if flags & O_NOTIFICATION_PIPE:
+            raise os_error(errno.ENOPKG)
+        inode = self.kernel.fs.pipe()
+        read_end = task.install_fd(OpenFile(inode, os.O_RDONLY | (flags & os.O_NONBLOCK)))
+        try:
+            write_end = task.install_fd(OpenFile(inode, os.O_WRONLY | (flags & os.O_NONBLOCK)))
+        except OSError:
+            del task.fds[read_end]
+            raise
+        return read_end, write_end
 
     def pidfd_open(self, pid: int) -> int:
         from vmkit.sim.fs import OpenFile

@@ -120,7 +120,7 @@ def do_mmap(task: Task, file: OpenFile | None, addr: int, length: int, prot: int
             if vm_flags & VM_EXEC:
                 raise os_error(errno.EPERM)
             vm_flags &= ~VM_MAYEXEC
-        if inode.kind in ("dir", "pidfd", "null"):
+        if inode.kind in ("dir", "pidfd", "null", "pipe"):
             raise os_error(errno.ENODEV)
         if vm_flags & VM_GROWSDOWN:
             raise os_error(errno.EINVAL)
