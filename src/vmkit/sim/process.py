@@ -246,9 +246,7 @@ class SimProcess(Process):
             want = min(n - len(out), IO_PIECE)
             if inode.kind == "reg" and inode.mount.has_disk:
                 got = readahead.filemap_read(file, want, offset + len(out), self.kernel.read_ahead_kb // 4)
-            elif inode.kind == "reg" and inode.is_shmem:
-                got = readahead.shmem_read(inode, want, offset + len(out))
-            else:
+            else:  # shmem (holes read without allocating), devices, hugetlbfs: Inode.read
                 got = inode.read(want, offset + len(out))
             out += got
             if len(got) < want or len(out) >= n:

@@ -233,20 +233,6 @@ def filemap_read(file: OpenFile, n: int, pos: int, ra_pages: int) -> bytes:
     return bytes(out)
 
 
-def shmem_read(inode: Inode, n: int, pos: int) -> bytes:
-    """``shmem_file_read_iter``: cached pages are copied, holes read as zeros without being
-    allocated (SGP_READ); no readahead."""
-    end = min(pos + n, inode.size)
-    out = bytearray()
-    while pos < end:
-        index, inpage = divmod(pos, PAGE_SIZE)
-        take = min(PAGE_SIZE - inpage, end - pos)
-        frame = inode.cache.get(index)
-        out += pool().read(frame, inpage, take) if frame is not None else bytes(take)
-        pos += take
-    return bytes(out)
-
-
 def page_cache_next_miss(inode: Inode, index: int, max_scan: int) -> int:
     """``page_cache_next_miss``: the first uncached index of [index, index + max_scan), else
     ``index + max_scan``."""
@@ -256,4 +242,4 @@ def page_cache_next_miss(inode: Inode, index: int, max_scan: int) -> int:
     return index + max_scan
 
 
-__all__ = ["filemap_read", "page_cache_async_ra", "page_cache_sync_ra", "read_around", "shmem_read"]
+__all__ = ["filemap_read", "page_cache_async_ra", "page_cache_sync_ra", "read_around"]
