@@ -365,3 +365,16 @@ def test_private_dev_zero_is_anonymous_memory(proc: Process) -> None:
     proc.madvise(shared, PMD, M.MADV_HUGEPAGE)
     proc.write(shared, b"x")
     assert figures(proc, shared) == (4, 0)
+
+
+def test_partly_unmapped_thp_is_still_one_folio(proc: Process) -> None:
+    """After a partial zap the THP is PTE-mapped but still one large folio (511 pages mapped): COLD
+    of another page splits it, and its unwritten pages go to the zero page."""
+    addr = huge(proc)
+    proc.write(addr, b"x")
+    proc.write(addr + 5 * PAGE, b"x")
+    proc.madvise(addr, PAGE, M.MADV_DONTNEED)
+    assert figures(proc, addr) == (2044, 0)
+    proc.madvise(addr + PAGE, PAGE, M.MADV_COLD)
+    assert figures(proc, addr) == (4, 0)
+    assert resident(proc, addr) == 511

@@ -605,6 +605,8 @@ class MemoryManager:
             frames = pool()
             frames.mapcount[frame] -= 1
             frames.put(frame)
+            if not frames.refs[frame] and frame in thp.FOLIO_HEAD:
+                thp.folio_page_freed(frame)
 
     def pmd_none(self, block: int) -> bool:
         """Whether the 2 MiB block ``block`` has no PTE table (``pmd_none``)."""
@@ -1217,7 +1219,7 @@ class MemoryManager:
         if not pte & PTE_ANON:
             raise NotImplementedError(f"vmkit.sim does not model {what} of page-cache pages "
                                       "(file or shared memory)")
-        if self.huge_pmd_at(addr & ~(PMD_SIZE - 1)):
+        if self.huge_pmd_at(addr & ~(PMD_SIZE - 1)) or thp.large_folio_of(frame) is not None:
             raise NotImplementedError(f"vmkit.sim does not model {what} of a transparent huge page")
         return frame
 

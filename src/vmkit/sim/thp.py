@@ -144,11 +144,17 @@ def large_folio_of(frame: int) -> tuple[int, ...] | None:
     if head is None:
         return None
     folio = HUGE_PMDS.get(head)
-    frames = pool()
-    if folio is None or frame not in folio or any(frames.refs[f] <= 0 for f in folio):
-        del FOLIO_HEAD[frame]  # a stale record: the folio was split or freed
+    if folio is None or frame not in folio:
+        del FOLIO_HEAD[frame]  # a stale record: the folio was split
         return None
     return folio
+
+
+def folio_page_freed(frame: int) -> None:
+    """A page of a large folio was freed (its last mapping zapped): it no longer belongs to the
+    folio, so a reused frame is never taken for part of it.  The folio stays large (partially
+    mapped) while other pages live, as Linux keeps it until a split."""
+    FOLIO_HEAD.pop(frame, None)
 
 
 def split_folio(mm: MemoryManager, folio: tuple[int, ...]) -> None:
