@@ -378,3 +378,18 @@ def test_partly_unmapped_thp_is_still_one_folio(proc: Process) -> None:
     proc.madvise(addr + PAGE, PAGE, M.MADV_COLD)
     assert figures(proc, addr) == (4, 0)
     assert resident(proc, addr) == 511
+
+
+def test_free_of_a_shared_thp_leaves_it(proc: Process) -> None:
+    """MADV_FREE skips a THP that a fork child maps too (``folio_maybe_mapped_shared``)."""
+    addr = huge(proc)
+    proc.write(addr, b"x")
+    child = proc.fork()
+    try:
+        proc.madvise(addr, PAGE, M.MADV_FREE)
+        proc.madvise(addr, PMD, M.MADV_FREE)
+        fields = smaps_of(proc, addr)
+        assert (kb(fields["AnonHugePages"]), kb(fields["LazyFree"]), kb(fields["Rss"])) == (2048, 0, 2048)
+    finally:
+        child.kill(signal.SIGKILL)
+        child.wait()

@@ -234,12 +234,17 @@ def madvise_free_thp(mm: MemoryManager, start: int, end: int) -> bool:
     (``folio_batch_add`` → ``folio_test_large``).  Returns whether such a whole folio was met (the
     caller drains the batch)."""
     drain = False
+    frames = pool()
     for folio, whole in _large_folios_in(mm, start, end).items():
-        if whole:
-            drain = drain or not _maybe_mapped_shared(folio)
-            continue
         if _maybe_mapped_shared(folio):
-            raise NotImplementedError("vmkit.sim does not model MADV_FREE of part of a transparent "
-                                      "huge page that another process maps too")
+            # Linux skips the whole folio; the model's page walk skips only the pages mapped twice
+            if any(frames.mapcount[pte >> 2] == 1 and pte >> 2 in folio
+                   for _, pte in mm.present_pages(start, end)):
+                raise NotImplementedError("vmkit.sim does not model MADV_FREE of a transparent huge "
+                                          "page that another process maps in part")
+            continue
+        if whole:
+            drain = True
+            continue
         split_folio(mm, folio)
     return drain
