@@ -712,7 +712,10 @@ class MemoryManager:
                 vma.file.inode.mark_dirty(vma.pgoff_at(vpn << 12))
             frames.dirty[frame] = 1
             return frame
-        if pte & PTE_ANON and frames.refs[frame] == 1:
+        verdict = thp.wp_large_folio(self, vpn, frame) if frame in thp.FOLIO_HEAD else "page"
+        if verdict == "pmd":
+            return frame
+        if verdict == "page" and pte & PTE_ANON and frames.refs[frame] == 1:
             self.pt[vpn] = pte | PTE_WRITE
             frames.dirty[frame] = 1
             return frame

@@ -207,9 +207,36 @@ def _large_folios_in(mm: MemoryManager, start: int, end: int) -> dict[tuple[int,
 
 
 def _maybe_mapped_shared(folio: tuple[int, ...]) -> bool:
-    """``folio_maybe_mapped_shared``: a page of the folio is mapped more than once (fork)."""
+    """``folio_maybe_mapped_shared``: a page of the folio (one still in it) is mapped more than
+    once (a fork child maps it too)."""
     frames = pool()
-    return any(frames.mapcount[f] > 1 for f in folio)
+    head = folio[0]
+    return any(frames.mapcount[f] > 1 and FOLIO_HEAD.get(f) == head for f in folio)
+
+
+def wp_large_folio(mm: MemoryManager, vpn: int, frame: int) -> str:
+    """A write to a read-only entry of a large anonymous folio (``do_huge_pmd_wp_page``,
+    ``wp_can_reuse_anon_folio``): a folio another process maps too is never reused ("copy": the
+    PMD, if any, is split and the page copied); an exclusive PMD-mapped one is reused whole
+    ("pmd": the PMD becomes writable and dirty, ``maybe_pmd_mkwrite(pmd_mkdirty())``, so every
+    page is dirty again, e.g. after MADV_FREE); an exclusive PTE-mapped one reuses the page
+    ("page")."""
+    folio = large_folio_of(frame)
+    if folio is None:
+        return "page"
+    block = vpn >> 9
+    if _maybe_mapped_shared(folio):
+        split_huge_pmd(mm, block)
+        return "copy"
+    if not mm.huge_pmd_at(block << 21):
+        return "page"
+    frames = pool()
+    pt = mm.pt
+    base = block << 9
+    for i, f in enumerate(folio):
+        pt[base + i] |= 1  # PTE_WRITE
+        frames.dirty[f] = 1
+    return "pmd"
 
 
 def madvise_cold_pageout_thp(mm: MemoryManager, start: int, end: int, pageout: bool) -> None:
