@@ -302,6 +302,7 @@ def madvise_dontneed_free(mm: MemoryManager, vma: Vma, start: int, end: int, beh
     if behavior == M.MADV_FREE:
         if not vma.anonymous:  # madvise_free_single_vma
             raise os_error(errno.EINVAL)
+        lru_add_drain(mm.kernel)  # madvise_free_single_vma drains the LRU batches before its walk
         drain = thp.madvise_free_thp(mm, start, end)
         mm.lazyfree_range(start, end)
         if drain:
