@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 from vmkit.flags import PAGE_SIZE
 from vmkit.sim.frames import ZERO_FRAME, pool
-from vmkit.sim.vmflags import VM_HUGEPAGE, VM_HUGETLB, VM_LOCKED, VM_NOHUGEPAGE, VM_SPECIAL, VM_WRITE
+from vmkit.sim.vmflags import (
+    VM_HUGEPAGE, VM_HUGETLB, VM_LOCKED, VM_NOHUGEPAGE, VM_SPECIAL, VM_WRITE,
+)
 
 if TYPE_CHECKING:
     from vmkit.sim.mm import MemoryManager
