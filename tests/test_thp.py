@@ -393,3 +393,28 @@ def test_free_of_a_shared_thp_leaves_it(proc: Process) -> None:
     finally:
         child.kill(signal.SIGKILL)
         child.wait()
+
+
+def test_huge_zero_page_of_a_read_only_vma_then_written(proc: Process) -> None:
+    """The huge zero page of a PROT_READ VMA, after mprotect to RW, turns into a THP on a write."""
+    addr = huge(proc, prot=vmkit.PROT_READ)
+    proc.read(addr, 1)
+    proc.mprotect(addr, PMD, RW)
+    proc.write(addr + PAGE, b"x")
+    assert figures(proc, addr) == (2048, 2048)
+
+
+def test_guard_markers_in_a_thp(proc: Process) -> None:
+    """A guard page inside a THP splits it; guards over the whole block zap the PMD, and after their
+    removal the block keeps the markers' page table, so a write maps one page."""
+    addr = huge(proc)
+    proc.write(addr, b"x")
+    proc.madvise(addr + 2 * PAGE, PAGE, M.MADV_GUARD_INSTALL)
+    assert (figures(proc, addr), resident(proc, addr)) == ((2044, 0), 511)
+    proc.munmap(addr, PMD)
+    addr = huge(proc)
+    proc.write(addr, b"x")
+    proc.madvise(addr, PMD, M.MADV_GUARD_INSTALL)
+    proc.madvise(addr, PMD, M.MADV_GUARD_REMOVE)
+    proc.write(addr + 2 * PAGE, b"y")
+    assert figures(proc, addr) == (4, 0)
