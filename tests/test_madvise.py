@@ -624,3 +624,16 @@ class TestCollapseAndReclaim:
         assert proc.mincore(shared, 4 * PAGE) == b"\x01" * 4
         assert proc.read(anon, 4 * PAGE) == b"\xdd" * 4 * PAGE
         assert proc.read(shared, 4 * PAGE) == b"\xee" * 4 * PAGE
+
+
+def test_free_drains_the_earlier_lazyfree_batch(proc: Process) -> None:
+    """``madvise_free_single_vma`` drains the LRU batches before its walk: pages an earlier
+    MADV_FREE left in the lazyfree batch count as LazyFree after the next MADV_FREE (found by a THP
+    differential run)."""
+    first = proc.mmap(None, 4 * PAGE, RW, PRIVATE_ANON)
+    proc.write(first, b"\x01" * 4 * PAGE)
+    proc.madvise(first, 4 * PAGE, vmkit.MADV_FREE)
+    assert kb(smaps_of(proc, first)["LazyFree"]) == 0  # 4 pages: the batch of 31 is not full
+    second = proc.mmap(None, PAGE, vmkit.PROT_READ, PRIVATE_ANON)
+    proc.madvise(second, PAGE, vmkit.MADV_FREE)
+    assert kb(smaps_of(proc, first)["LazyFree"]) == 16

@@ -621,3 +621,16 @@ class TestMemlockZero:
         assert e.value.errno == errno.EPERM
         assert vmlck(user) == 16
         assert vmas_in(user, a, a + 8 * PAGE) == [(a, a + 4 * PAGE, "rw-p")]
+
+
+def test_mlock_drains_the_lazyfree_batch(proc: Process) -> None:
+    """``mlock_vma_pages_range`` drains the LRU batches (``lru_add_drain``): pages MADV_FREE left in
+    the per-CPU lazyfree batch count as LazyFree once another VMA is mlocked or munlocked (found by a
+    THP differential run)."""
+    freed = proc.mmap(ARENA, 4 * PAGE, RW, PRIVATE_ANON | vmkit.MAP_FIXED)
+    proc.write(freed, b"\x01" * 4 * PAGE)
+    proc.madvise(freed, 4 * PAGE, vmkit.MADV_FREE)
+    assert kb(smaps_of(proc, freed)["LazyFree"]) == 0  # 4 pages: the batch of 31 is not full
+    other = proc.mmap(ARENA + 16 * PAGE, PAGE, RW, PRIVATE_ANON | vmkit.MAP_FIXED)
+    proc.mlock(other, PAGE)
+    assert kb(smaps_of(proc, freed)["LazyFree"]) == 16

@@ -29,6 +29,7 @@ from vmkit.sim.filemap import file_fault
 from vmkit.sim.frames import ZERO_FRAME, pool
 from vmkit.sim.fs import Inode, OpenFile
 from vmkit.sim.pagetable import PageTable
+from vmkit.sim import thp
 from vmkit.sim.vma import Vma, VmaSet
 from vmkit.sim.vmflags import (
     VM_MAYBE_GUARD, VM_MIXEDMAP, VM_PFNMAP,
@@ -86,6 +87,10 @@ class MemoryManager:
         #: keeps a table that zapping emptied until ``free_pgtables`` (munmap) or the PT_RECLAIM
         #: of a MADV_DONTNEED covering the whole block frees it.
         self.empty_tables: set[int] = set()
+        #: Blocks mapped by one PMD of an anonymous THP (its folio in :data:`HUGE_PMDS`), and blocks
+        #: mapped by the huge zero page (512 zero-page entries): see :mod:`vmkit.sim.thp`.
+        self.pmd_mapped: set[int] = set()
+        self.huge_zero: set[int] = set()
 
     @property
     def map_count(self) -> int:
@@ -381,6 +386,7 @@ class MemoryManager:
         # huge-page boundary (hugetlb_vm_op_split).
         if vma.special is not None or vma.flags & VM_HUGETLB and addr & (PMD_SIZE - 1):
             raise os_error(errno.EINVAL)
+        thp.split_huge_pmd_address(self, addr)  # vma_adjust_trans_huge
         new = vma.duplicate()
         new.chain = []
         if new_below:
@@ -434,6 +440,8 @@ class MemoryManager:
         if not merge_left and not merge_right:
             return None
         delete_vma = left_side and right_side
+        thp.split_huge_pmd_address(self, start)  # vma_adjust_trans_huge (commit_merge)
+        thp.split_huge_pmd_address(self, end)
         if merge_left and merge_right:
             assert prev is not None and nxt is not None
             self._dup_anon_vma(prev, nxt if nxt.anon_vma is not None else vma)
@@ -544,6 +552,10 @@ class MemoryManager:
         shift = (new_addr - old_addr) >> 12
         pt = self.pt
         tables = self._moved_tables(old_addr, new_addr, length)
+        huge = {old_block: (old_block in self.huge_zero, thp.is_huge_block(self, old_block))
+                for old_block, _, _ in tables}
+        for old_block, _, _ in tables:  # move_huge_pmd moves a whole PMD; any other extent splits it
+            thp.split_huge_pmd(self, old_block)
         vpns = pt.vpns(first, last)  # type: ignore[attr-defined]
         moved = {vpn + shift: pt.pop(vpn) for vpn in vpns}
         pt.update(moved)
@@ -554,6 +566,9 @@ class MemoryManager:
                 self.empty_tables.add(old_block)  # move_ptes left the source table, maybe empty
             if new_block not in pt.blocks:  # type: ignore[attr-defined]
                 self.empty_tables.add(new_block)
+            zero, pmd = huge[old_block]
+            if whole and pmd:
+                (self.huge_zero if zero else self.pmd_mapped).add(new_block)
         return length
 
     def _moved_tables(self, old_addr: int, new_addr: int, length: int) -> list[tuple[int, int, bool]]:
@@ -579,6 +594,8 @@ class MemoryManager:
         if pte is None or (pte == GUARD and keep_guard):
             return
         del self.pt[vpn]
+        if self.pmd_mapped or self.huge_zero:
+            thp.split_huge_pmd(self, vpn >> 9)  # a zap of part of a huge PMD splits it first
         if vpn >> 9 not in self.pt.blocks:  # type: ignore[attr-defined]
             self.empty_tables.add(vpn >> 9)
         if pte == GUARD:
@@ -588,6 +605,8 @@ class MemoryManager:
             frames = pool()
             frames.mapcount[frame] -= 1
             frames.put(frame)
+            if not frames.refs[frame] and frame in thp.FOLIO_HEAD:
+                thp.folio_page_freed(frame)
 
     def pmd_none(self, block: int) -> bool:
         """Whether the 2 MiB block ``block`` has no PTE table (``pmd_none``)."""
@@ -613,8 +632,11 @@ class MemoryManager:
     def zap_range(self, start: int, end: int, keep_guard: bool = False) -> None:
         """Drops the page-table entries of [start, end) (``zap_page_range_single``)."""
         first, last = start >> 12, end >> 12
+        huge = thp.huge_blocks_covered(self, start, end) if self.pmd_mapped or self.huge_zero else []
         for vpn in self.pt.vpns(first, last):  # type: ignore[attr-defined]
             self.zap_pte(vpn, keep_guard)
+        for block in huge:  # zap_huge_pmd: the PMD goes with its deposited table
+            self.empty_tables.discard(block)
 
     def install(self, vpn: int, frame: int, writable: bool, owned: bool) -> None:
         """Maps ``frame`` at ``vpn``; ``owned`` frames (anonymous) already carry our reference."""
@@ -656,6 +678,8 @@ class MemoryManager:
                 raise BusError(addr, abi.BUS_MCEERR_AR)
             if not write or pte & PTE_WRITE:
                 return pte >> 2
+            if pte >> 2 == ZERO_FRAME and vpn >> 9 in self.huge_zero:
+                return thp.do_huge_zero_wp_pmd(self, vma, addr)
             return self._wp_fault(vma, vpn, pte)
         if vma.flags & VM_HUGETLB:
             raise BusError(addr, abi.BUS_ADRERR)
@@ -665,6 +689,8 @@ class MemoryManager:
             self.install(vpn, frame, False, False)
             return frame
         if vma.anonymous:
+            if thp.thp_fault_allowed(self, vma, addr):
+                return thp.do_huge_pmd_anonymous_page(self, vma, addr, write)
             if not write:
                 self.install(vpn, ZERO_FRAME, False, False)
                 return ZERO_FRAME
@@ -686,7 +712,10 @@ class MemoryManager:
                 vma.file.inode.mark_dirty(vma.pgoff_at(vpn << 12))
             frames.dirty[frame] = 1
             return frame
-        if pte & PTE_ANON and frames.refs[frame] == 1:
+        verdict = thp.wp_large_folio(self, vpn, frame) if frame in thp.FOLIO_HEAD else "page"
+        if verdict == "pmd":
+            return frame
+        if verdict == "page" and pte & PTE_ANON and frames.refs[frame] == 1:
             self.pt[vpn] = pte | PTE_WRITE
             frames.dirty[frame] = 1
             return frame
@@ -906,6 +935,10 @@ class MemoryManager:
                 lo, hi = vma.start >> 21, (vma.end - 1) >> 21
                 for block in {v >> 9 for v in vpns} | {b for b in self.empty_tables if lo <= b <= hi}:
                     child.empty_tables.add(block)
+                    if block in self.huge_zero:  # copy_huge_pmd: the child maps the same PMD
+                        child.huge_zero.add(block)
+                    elif block in self.pmd_mapped:
+                        child.pmd_mapped.add(block)
             for vpn in vpns:
                 pte = self.pt.get(vpn)
                 if pte == GUARD:  # guard markers are always inherited
@@ -934,6 +967,8 @@ class MemoryManager:
             self.remove_vma(vma)
         self.pt.clear()
         self.empty_tables.clear()
+        self.pmd_mapped.clear()
+        self.huge_zero.clear()
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -1141,13 +1176,16 @@ class MemoryManager:
             self.zap_pte(vpn)
             self.install(vpn, frame, writable, True)
             new.append(frame)
-        HUGE_PMDS[new[0]] = tuple(new)
+        thp.register_folio(tuple(new))
+        self.pmd_mapped.add(haddr >> 21)
 
     def huge_pmd_at(self, haddr: int) -> bool:
         """Whether the aligned 2 MiB block at ``haddr`` is mapped by a PMD-mapped anonymous THP: its
         entries are still exactly the frames of one collapsed folio.  Anything that splits the PMD
         in Linux (a partial zap, a COW copy of one page) changes an entry, and the block stops
         counting."""
+        if haddr >> 21 not in self.pmd_mapped:
+            return False
         pt = self.pt
         base = haddr >> 12
         pte = pt.get(base)
@@ -1187,7 +1225,7 @@ class MemoryManager:
         if not pte & PTE_ANON:
             raise NotImplementedError(f"vmkit.sim does not model {what} of page-cache pages "
                                       "(file or shared memory)")
-        if self.huge_pmd_at(addr & ~(PMD_SIZE - 1)):
+        if self.huge_pmd_at(addr & ~(PMD_SIZE - 1)) or thp.large_folio_of(frame) is not None:
             raise NotImplementedError(f"vmkit.sim does not model {what} of a transparent huge page")
         return frame
 

@@ -37,6 +37,7 @@ from vmkit.errors import BusError, SegmentationFault, os_error
 from vmkit.sim.abi import BUS_MCEERR_AR
 from vmkit.flags import PAGE_SIZE, Madv
 from vmkit.sim.frames import ZERO_FRAME, pool
+from vmkit.sim import thp
 from vmkit.sim.mm import GUARD, PMD_SIZE, PTE_ANON, MemoryManager, lru_add_drain
 from vmkit.sim.sys_mmap import MASK64, page_align
 from vmkit.sim.vma import Vma
@@ -185,8 +186,10 @@ def madvise_vma_behavior(task: Task, mm: MemoryManager, vma: Vma, start: int, en
             if mm.kernel.swap and swap_candidates(mm, start, end):
                 raise NotImplementedError("vmkit.sim does not model swap: MADV_PAGEOUT of anonymous "
                                           "pages with Kernel(swap > 0) would swap them out")
+            thp.madvise_cold_pageout_thp(mm, start, end, pageout=True)
             mm.pageout_range(vma, start, end, vma.anonymous or can_do_file_pageout(task, vma))
         else:
+            thp.madvise_cold_pageout_thp(mm, start, end, pageout=False)
             lru_add_drain(mm.kernel)  # MADV_COLD only ages pages: nothing else visible without pressure
         return vma
     if behavior in (M.MADV_FREE, M.MADV_DONTNEED, M.MADV_DONTNEED_LOCKED):
@@ -299,7 +302,11 @@ def madvise_dontneed_free(mm: MemoryManager, vma: Vma, start: int, end: int, beh
     if behavior == M.MADV_FREE:
         if not vma.anonymous:  # madvise_free_single_vma
             raise os_error(errno.EINVAL)
+        lru_add_drain(mm.kernel)  # madvise_free_single_vma drains the LRU batches before its walk
+        drain = thp.madvise_free_thp(mm, start, end)
         mm.lazyfree_range(start, end)
+        if drain:
+            lru_add_drain(mm.kernel)
         return
     mm.zap_range(start, end, keep_guard=True)
     mm.reclaim_pt(start, end)  # madvise_dontneed_single_vma: details.reclaim_pt
@@ -384,8 +391,8 @@ def madvise_collapse(mm: MemoryManager, vma: Vma, start: int, end: int) -> None:
     thps = 0
     last_fail = errno.EINVAL
     for haddr in range(hstart, hend, PMD_SIZE):
-        if mm.huge_pmd_at(haddr):
-            thps += 1  # SCAN_PMD_MAPPED
+        if mm.huge_pmd_at(haddr) or haddr >> 21 in mm.huge_zero:
+            thps += 1  # SCAN_PMD_MAPPED (the huge zero page too: pmd_trans_huge)
             continue
         err = mm.collapse_scan_pmd(vma, haddr)
         if err:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from vmkit.errors import os_error
 from vmkit.flags import PAGE_SIZE
+from vmkit.sim.mm import lru_add_drain
 from vmkit.sim.vma import Vma
 from vmkit.sim.vmflags import (
     VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
@@ -63,6 +64,8 @@ def mlock_fixup(task: Task, vma: Vma, start: int, end: int, newflags: int) -> Vm
     elif not oldflags & VM_LOCKED:
         mm.locked_vm += pages
     vma.flags = newflags  # mlock_vma_pages_range: the flags, and the folios' mlock state
+    if not newflags & oldflags & VM_LOCKED:
+        lru_add_drain(mm.kernel)  # mlock_vma_pages_range drains the LRU batches (lazyfree too)
     return vma
 
 
