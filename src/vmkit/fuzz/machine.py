@@ -448,6 +448,25 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.do(proc, "brk", value)
         self.note_address(value & ~(PAGE - 1))
 
+    @precondition(lambda self: not self.halted and self.allowed("thp"))
+    @rule(data=st.data())
+    def huge_region(self, data: st.DataObject) -> None:
+        """A 2 MiB-aligned private anonymous region in the arena with MADV_HUGEPAGE, then a store
+        or a load in it: the transparent-huge-page fault paths, which random calls rarely line up
+        (the later rules then split, fork, free and remap it)."""
+        proc = self.draw_proc(data)
+        block = ARENA + data.draw(st.integers(0, 7), label="block") * (2 << 20)
+        size = data.draw(st.sampled_from([2 << 20, 4 << 20]), label="size")
+        rw = vmkit.PROT_READ | vmkit.PROT_WRITE
+        self.do(proc, "mmap", block, size, rw, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED, -1, 0)
+        self.do(proc, "madvise", block, size, vmkit.MADV_HUGEPAGE)
+        address = block + data.draw(st.integers(0, size // PAGE - 1), label="page") * PAGE
+        if data.draw(st.booleans(), label="store"):
+            self.do(proc, "write", address, b"\x01")
+        else:
+            self.do(proc, "read", address, 1)
+        self.note_address(block, size)
+
     @precondition(lambda self: not self.halted and self.allowed("read"))
     @rule(data=st.data())
     def read(self, data: st.DataObject) -> None:
