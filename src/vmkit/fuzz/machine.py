@@ -327,6 +327,13 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     # --- rules --------------------------------------------------------------------------------
 
+    @precondition(lambda self: self.halted)
+    @rule()
+    def rest(self) -> None:
+        """Once the model has reached a path it does not implement, the sequence has nothing left
+        to compare; Hypothesis still needs a rule to draw until the sequence ends (without one it
+        stops the whole run: "no available rule had a True precondition")."""
+
     @precondition(lambda self: not self.halted and self.allowed("mmap"))
     @rule(data=st.data())
     def mmap(self, data: st.DataObject) -> None:
