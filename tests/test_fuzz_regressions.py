@@ -351,3 +351,17 @@ def test_fork_copies_the_page_table_of_a_vma_that_may_hold_guard_markers(proc: P
     proc.madvise(a + 3 * page, page, vmkit.MADV_GUARD_INSTALL)
     child = proc.fork()
     assert child.status()["RssShmem"] == "12 kB"
+
+
+def test_ext4_refusing_map_sync_has_already_cleared_a_fixed_range(proc: Process, file_path: str) -> None:
+    """ext4_file_mmap refuses VM_SYNC without DAX (EOPNOTSUPP; MAP_SYNC sets VM_SYNC even under plain
+    MAP_SHARED, calc_vm_flag_bits runs before the legacy mask) — but the hook runs after
+    __mmap_region cleared the MAP_FIXED range, so the old mapping is gone (vms_abort_munmap_vmas
+    leaves a gap once page tables were cleared)."""
+    arena = 0x200000000
+    fd = proc.open(file_path, os.O_RDWR | os.O_CREAT)
+    proc.mmap(arena, 0x4000, vmkit.PROT_READ, vmkit.MAP_PRIVATE | vmkit.MAP_ANONYMOUS | vmkit.MAP_FIXED)
+    with pytest.raises(OSError) as e:
+        proc.mmap(arena, 0x2000, vmkit.PROT_READ, vmkit.MAP_SHARED | vmkit.MAP_FIXED | vmkit.MAP_SYNC, fd, 0)
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert vmas_in(proc, arena, arena + 0x100000) == [(arena + 0x2000, arena + 0x4000, "r--p")]

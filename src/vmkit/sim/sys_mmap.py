@@ -225,12 +225,13 @@ def mmap_region(task: Task, file: OpenFile | None, addr: int, length: int, vm_fl
             raise os_error(errno.ENOMEM)
     if hugetlb and kernel.hugetlb_pages:
         raise NotImplementedError("hugetlb mappings backed by a non-empty pool are not modelled")
-    if file is not None and vm_flags & 0x00800000 and file.inode.mount.refuses_map_sync:
-        raise os_error(errno.EOPNOTSUPP)
     if old:
         mm.munmap_range(addr, end)
-    # hugetlbfs_file_mmap runs after the old mappings were cleared: when it refuses, a MAP_FIXED
-    # caller has lost them (vms_abort_munmap_vmas cannot restore cleared page tables; seen on 6.18)
+    # The file's ->mmap hook runs after the old mappings were cleared: when it refuses, a MAP_FIXED
+    # caller has lost them (vms_abort_munmap_vmas cannot restore cleared page tables; seen on 6.18
+    # for hugetlbfs_file_mmap and for ext4_file_mmap's refusal of VM_SYNC without DAX)
+    if file is not None and vm_flags & 0x00800000 and file.inode.mount.refuses_map_sync:
+        raise os_error(errno.EOPNOTSUPP)
     if hugetlb and pgoff & ((hugetlb_size(file, flags) >> 12) - 1):
         raise os_error(errno.EINVAL)  # the offset must be huge-page aligned
     if hugetlb and not vm_flags & VM_NORESERVE and kernel.hugetlb_pages * (2 << 20) < length:
