@@ -241,3 +241,11 @@ def test_cli_replay_names_the_line_of_a_bad_header(header: str, tmp_path: Path,
     bad.write_text(f"# vmkit-trace: 1\n{header}\n")
     assert cli(["replay", str(bad)]) == 2
     assert f"{bad}:2: bad " in capsys.readouterr().err
+
+
+def test_cli_replay_refuses_a_trace_format_it_does_not_know(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "future.trace"
+    bad.write_text("# vmkit-trace: 2\n")
+    assert cli(["replay", str(bad)]) == 2
+    assert f"{bad}:1: bad vmkit-trace header: format 2" in capsys.readouterr().err

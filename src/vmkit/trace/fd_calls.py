@@ -125,23 +125,24 @@ def _on_prlimit64(r: Replay, tid: Tid, call: Syscall) -> None:
     limits = arguments.rlimit(call.args[2])
     if limits is None:
         return
-    target = tid if pid in (0, tid.tid) else r.tids.get(pid)
-    _set_rlimit(target, resource_name, limits)
+    _set_rlimit(r, tid if pid in (0, tid.tid) else r.tids.get(pid), resource_name, limits)
 
 
 def _on_setrlimit(r: Replay, tid: Tid, call: Syscall) -> None:
     limits = arguments.rlimit(call.args[1])
     if limits is not None:
-        _set_rlimit(tid, arguments.symbol_name(call.args[0]), limits)
+        _set_rlimit(r, tid, arguments.symbol_name(call.args[0]), limits)
 
 
-def _set_rlimit(tid: Tid | None, name: str | None, limits: tuple[int, int]) -> None:
+def _set_rlimit(r: Replay, tid: Tid | None, name: str | None, limits: tuple[int, int]) -> None:
+    """The kernel accepted the limit: the model process takes it too; if the model refuses it, the
+    report says so (the calls after it may then differ)."""
     if tid is None or tid.space.model is None or not name or not hasattr(resource, name):
         return
     try:
         tid.space.model.setrlimit(getattr(resource, name), limits)
-    except (OSError, NotImplementedError):
-        pass  # the kernel said 0; a limit the model keeps no record of changes no memory rule
+    except OSError as error:
+        r.note(f"the model refused a {name} the kernel accepted ({os.strerror(error.errno or 0)})")
 
 
 def _on_setresuid(r: Replay, tid: Tid, call: Syscall) -> None:

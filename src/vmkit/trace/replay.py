@@ -41,16 +41,16 @@ from vmkit.trace.tasks import (
     FdInfo, ReplayError, Space, Tid, Unverifiable, errno_name, matches, number, show, strings, text,
 )
 
-PAGE_SIZE = 4096
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
-MAP_SHARED = 0x01
 MAP_FIXED_NOREPLACE = 0x100000
 CLONE_VM = 0x100
 CLONE_FILES = 0x400
 CLONE_THREAD = 0x10000
 CLONE_VFORK = 0x4000
 O_CLOEXEC = os.O_CLOEXEC
+#: The ``# vmkit-trace:`` format this replay reads (vmkit.trace.record writes it).
+TRACE_FORMAT = 1
 #: How many events after a disagreeing mmap are searched for calls that were in flight with it.
 CONCURRENCY_WINDOW = 64
 
@@ -91,6 +91,8 @@ class Header:
             data: Any = json.loads(value) if key != "vmkit-kernel" else value.strip()
             if key == "vmkit-trace":
                 self.version = int(data)
+                if self.version != TRACE_FORMAT:
+                    raise ValueError(f"format {self.version}; this vmkit reads format {TRACE_FORMAT}")
             elif key == "vmkit-command":
                 self.command = [str(word) for word in data]
             elif key == "vmkit-kernel":
@@ -256,7 +258,7 @@ class Replay:
         envp = strings(args[2], call)
         if envp is None:
             envp = [b""] * arguments.comment_count(args[2])
-            self._note("an execve's environment was abbreviated by strace (record with -v): "
+            self.note("an execve's environment was abbreviated by strace (record with -v): "
                        "the stack size of the exec layout may differ")
         model_path = _normal(path)
         why = self._load_image(model_path)
@@ -333,7 +335,7 @@ class Replay:
                 self.kernel.fs.import_host(real)
             if real != path:
                 self.kernel.fs.symlink(real, path)
-            self._note(f"{path} was read from this machine (the trace carries no image of it)")
+            self.note(f"{path} was read from this machine (the trace carries no image of it)")
             self._images_loaded.add(path)
             with open(path, "rb") as f:
                 interp = interpreter(f.read(65536))
@@ -430,7 +432,7 @@ class Replay:
             self.report.agree += 1
             return True
         if call.name == "brk" and call.lineno == self._first_brk_line:
-            self._note("the kernel's first program break is not the exec layout's: was the trace recorded with ASLR on? "
+            self.note("the kernel's first program break is not the exec layout's: was the trace recorded with ASLR on? "
                        "(vmkit record turns it off, as setarch -R does; the model places as with ASLR off)")
         self.report.disagreements.append(Disagreement(
             call.lineno, call.pid, call.text, show(kernel_value, kernel_err), show(value, err)))
@@ -439,7 +441,7 @@ class Replay:
     def _unverified(self, call: Syscall, why: str) -> None:
         self.report.unverified[f"{call.name}: {why}"] += 1
 
-    def _note(self, text: str) -> None:
+    def note(self, text: str) -> None:
         if text not in self.report.notes:
             self.report.notes.append(text)
 
@@ -458,7 +460,7 @@ class Replay:
             elif call.name == "brk" and call.result is not None:
                 model.brk(call.result)
         except (OSError, Fault):
-            self._note("the model could not be brought back to the kernel's state after a disagreement")
+            self.note("the model could not be brought back to the kernel's state after a disagreement")
 
     def apply_kernel_result(self, tid: Tid, model: SimProcess, call: Syscall) -> None:
         """Repeats a successful mmap at the kernel's address (MAP_FIXED), with the file when the
